@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class VmsConfig(AppConfig):
+    name = "hpadmin.vms"
+    label = "vms"
