@@ -1,0 +1,58 @@
+# Two commands on a fresh Debian 12 machine with Python 3.11 and npm: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+VENDOR := static/vendor
+
+.PHONY: setup run test test-libvirt test-browser test-api-fuzz bench lint migrate demo clean
+
+setup: $(VENV)/.installed $(VENDOR)/.installed
+
+$(VENV)/.installed: requirements.txt scripts/system-packages
+	scripts/system-packages base
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --silent
+	touch $@
+
+$(VENDOR)/.installed: node_modules/.installed
+	mkdir -p $(VENDOR)
+	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
+	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/bootstrap/dist/js/bootstrap.bundle.min.js $(VENDOR)/
+	cp node_modules/sortablejs/Sortable.min.js $(VENDOR)/
+	touch $@
+
+migrate: setup
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py demo
+
+## Serve the app on http://127.0.0.1:8000 with a Celery worker and beat, on the embedded defaults.
+run: demo
+	DEBUG=$${DEBUG:-1} scripts/run-local
+
+## The test suite (SQLite by default; set DATABASE_URL / CELERY_BROKER_URL for PostgreSQL and Redis).
+test: setup
+	$(PYTEST) -q -p no:cacheprovider
+
+## Two real libvirt daemons on this machine and a live migration between them (needs root).
+test-libvirt: setup
+	scripts/system-packages libvirt
+	HPADMIN_LIBVIRT_TESTBED=1 $(PYTEST) -p no:cacheprovider -v -m libvirt tests/hypervisor/test_libvirt_testbed.py
+
+bench: setup
+	$(PY) benchmarks/bench_scheduler.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) node_modules $(VENDOR) var

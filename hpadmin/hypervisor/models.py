@@ -1,0 +1,41 @@
+"""State of the simulated hypervisor, kept in the database so that web, worker and beat processes share it."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class SimulatedDomain(models.Model):
+    """A domain running on a simulated host."""
+
+    host_uri = models.CharField(max_length=255, db_index=True)
+    name = models.CharField(max_length=120)
+    spec = models.JSONField(help_text="The DomainSpec it runs with, pinning included.")
+    state = models.CharField(max_length=16, default="running")
+    dirty_rate_mibps = models.FloatField(default=50.0, help_text="How fast the guest writes its memory.")
+    migrating_to = models.CharField(max_length=255, blank=True)
+    abort_requested = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host_uri", "name"], name="unique_sim_domain")]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.host_uri}"
+
+
+class FaultKind(models.TextChoices):
+    REFUSE_INCOMING = "refuse_incoming", "Destination refuses incoming migrations"
+    FAIL_MIDWAY = "fail_midway", "Migration fails half way through the copy"
+    NEVER_CONVERGE = "never_converge", "Guest dirties memory faster than the link copies it"
+    UNREACHABLE = "unreachable", "Host does not answer"
+
+
+class SimulatedFault(models.Model):
+    """A fault switched on for a simulated host (from tests, the demo or the admin). ``times`` 0 = until removed."""
+
+    host_uri = models.CharField(max_length=255, db_index=True)
+    kind = models.CharField(max_length=24, choices=FaultKind.choices)
+    times = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.host_uri}"

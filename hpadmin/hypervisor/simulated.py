@@ -1,0 +1,295 @@
+"""The simulated hypervisor: the embedded default, and the way to exercise multi-NUMA hosts anywhere.
+
+A host's shape is its URI, e.g. ``sim://h1?sockets=2&cores=8&threads=2&nodes=2&memory=262144&hp1g=16``:
+its capabilities follow from it as libvirt's would from the hardware. Running domains and switched-on
+faults live in the database (``hpadmin.hypervisor.models``) so every process sees the same hosts.
+
+Migration follows the pre-copy model of QEMU: the first pass copies all memory at the link's bandwidth,
+each later pass copies what the guest dirtied meanwhile, and the switch-over happens once the rest fits
+in the allowed downtime. A guest that dirties memory as fast as the link copies never converges; then
+auto-converge throttles it, post-copy switches over and pulls the rest on demand, or the migration times
+out. ``HPADMIN_SIMULATION_SPEED`` divides every wait, so tests run in milliseconds and the demo in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from django.conf import settings
+from django.db import transaction
+
+from .base import (
+    AppliedPinning,
+    CpuInfo,
+    DomainSpec,
+    DomainState,
+    GuestNumaCell,
+    HostCapabilities,
+    HypervisorError,
+    MigrationOptions,
+    MigrationProgress,
+    MigrationResult,
+    NumaNodeInfo,
+)
+from .models import FaultKind, SimulatedDomain, SimulatedFault
+
+DEFAULT_BANDWIDTH_MIBPS = 1100.0  # a 10 GbE link
+DEFAULT_MAX_DOWNTIME_MS = 300.0
+STALL_ITERATIONS = 5  # passes without progress before auto-converge or post-copy steps in
+MAX_ITERATIONS = 30
+DEFAULT_FLAGS = "sse4_2,avx,avx2,aes,pdpe1gb,vmx"
+
+
+def host_shape_uri(name: str, **shape) -> str:
+    """Build a ``sim://`` URI from a host name and its shape parameters (see ``capabilities_from_uri``)."""
+    query = "&".join(f"{k}={v}" for k, v in shape.items())
+    return f"sim://{name}" + (f"?{query}" if query else "")
+
+
+def capabilities_from_uri(uri: str) -> HostCapabilities:
+    """Topology of a simulated host. Parameters: sockets, cores (per socket), threads (per core), nodes
+    (NUMA nodes, 0 = no NUMA; spread evenly over sockets), memory (MiB), hp2m / hp1g (pages per node, or
+    per host without NUMA), flags (comma list), model, offline (cpuset of offline CPUs), tsc (kHz)."""
+    parts = urlsplit(uri)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+
+    def number(key: str, default: int) -> int:
+        try:
+            return int(query.get(key, default))
+        except ValueError:
+            raise HypervisorError(f"Simulated host URI {uri}: {key} must be a whole number.", "failed") from None
+
+    sockets, cores, threads = number("sockets", 1), number("cores", 4), number("threads", 1)
+    nodes, memory = number("nodes", 1), number("memory", 32768)
+    if min(sockets, cores, threads) < 1 or nodes < 0 or memory < 1:
+        raise HypervisorError(f"Simulated host URI {uri}: sockets, cores, threads and memory must be positive.")
+    if nodes and (nodes % sockets and sockets % nodes):
+        raise HypervisorError(f"Simulated host URI {uri}: {nodes} NUMA nodes do not divide {sockets} sockets.")
+    offline = {int(c) for c in query.get("offline", "").split(",") if c.strip()}
+    per_socket = sockets * cores
+    cpus = []
+    for thread in range(threads):
+        for socket in range(sockets):
+            for core in range(cores):
+                core_id = socket * cores + core
+                cpu_id = thread * per_socket + core_id
+                node = None
+                if nodes:
+                    # A node covers a whole socket or an even share of one (sub-NUMA clustering).
+                    node = socket * nodes // sockets + (core * max(nodes // sockets, 1)) // cores
+                cpus.append(CpuInfo(cpu_id, socket, core_id, node, cpu_id not in offline))
+    cpus.sort(key=lambda c: c.id)
+    pools = {size: number(key, 0) for size, key in ((2048, "hp2m"), (1048576, "hp1g")) if number(key, 0)}
+    numa_nodes = tuple(
+        NumaNodeInfo(
+            index=i,
+            memory_mib=memory // nodes,
+            cpus=tuple(c.id for c in cpus if c.node == i),
+            distances={j: 10 if i == j else 21 for j in range(nodes)},
+            hugepages=dict(pools),
+        )
+        for i in range(nodes)
+    )
+    return HostCapabilities(
+        cpu_model=query.get("model", "Intel Xeon Gold 6338 (simulated)"),
+        cpu_flags=frozenset(f for f in query.get("flags", DEFAULT_FLAGS).split(",") if f),
+        sockets=sockets,
+        cores_per_socket=cores,
+        threads_per_core=threads,
+        cpus=tuple(cpus),
+        numa_nodes=numa_nodes,
+        memory_mib=memory,
+        hugepages={} if nodes else pools,
+        tsc_khz=number("tsc", 2000000),
+        hostname=parts.hostname or parts.netloc,
+    )
+
+
+def spec_to_json(spec: DomainSpec) -> dict:
+    return dataclasses.asdict(spec)
+
+
+def spec_from_json(data: dict) -> DomainSpec:
+    cells = tuple(GuestNumaCell(**{**c, "vcpus": tuple(c["vcpus"])}) for c in data.get("numa_cells", ()))
+    pins = {int(k): tuple(v) for k, v in data.get("vcpu_pins", {}).items()}
+    return DomainSpec(
+        **{
+            **data,
+            "numa_cells": cells,
+            "vcpu_pins": pins,
+            "emulator_cpus": tuple(data.get("emulator_cpus", ())),
+            "iothread_cpus": tuple(data.get("iothread_cpus", ())),
+        }
+    )
+
+
+def _take_fault(uri: str, kind: FaultKind) -> bool:
+    """Whether the fault is on for the host; a fault with a count is used up one at a time."""
+    fault = SimulatedFault.objects.filter(host_uri=uri, kind=kind).first()
+    if fault is None:
+        return False
+    if fault.times == 1:
+        fault.delete()
+    elif fault.times > 1:
+        SimulatedFault.objects.filter(pk=fault.pk).update(times=fault.times - 1)
+    return True
+
+
+class SimulatedDriver:
+    """Implements ``hpadmin.hypervisor.base.Driver`` for ``sim://`` hosts."""
+
+    def _check_reachable(self, uri: str) -> None:
+        if SimulatedFault.objects.filter(host_uri=uri, kind=FaultKind.UNREACHABLE).exists():
+            raise HypervisorError(f"Host {uri} does not answer (connection timed out).", "unreachable")
+
+    def _domain(self, uri: str, name: str) -> SimulatedDomain:
+        try:
+            return SimulatedDomain.objects.get(host_uri=uri, name=name)
+        except SimulatedDomain.DoesNotExist:
+            raise HypervisorError(f"VM {name} is not running on {uri}.", "not_found") from None
+
+    def capabilities(self, uri: str) -> HostCapabilities:
+        self._check_reachable(uri)
+        return capabilities_from_uri(uri)
+
+    def list_domains(self, uri: str) -> list[str]:
+        self._check_reachable(uri)
+        return list(SimulatedDomain.objects.filter(host_uri=uri).order_by("name").values_list("name", flat=True))
+
+    def domain_state(self, uri: str, name: str) -> DomainState:
+        domain = SimulatedDomain.objects.filter(host_uri=uri, name=name).first()
+        return DomainState(domain.state) if domain else DomainState.MISSING
+
+    def start(self, uri: str, spec: DomainSpec) -> None:
+        self._check_reachable(uri)
+        if SimulatedDomain.objects.filter(host_uri=uri, name=spec.name).exists():
+            raise HypervisorError(f"VM {spec.name} already runs on {uri}.", "refused")
+        SimulatedDomain.objects.create(host_uri=uri, name=spec.name, spec=spec_to_json(spec))
+
+    def stop(self, uri: str, name: str) -> None:
+        self._check_reachable(uri)
+        deleted, _ = SimulatedDomain.objects.filter(host_uri=uri, name=name).delete()
+        if not deleted:
+            raise HypervisorError(f"VM {name} is not running on {uri}.", "not_found")
+
+    def applied_pinning(self, uri: str, name: str) -> AppliedPinning:
+        spec = spec_from_json(self._domain(uri, name).spec)
+        return AppliedPinning(
+            vcpus=dict(spec.vcpu_pins),
+            emulator=spec.emulator_cpus,
+            iothreads={i + 1: spec.iothread_cpus for i in range(spec.iothreads)},
+        )
+
+    def abort_migration(self, src_uri: str, name: str) -> None:
+        updated = SimulatedDomain.objects.filter(host_uri=src_uri, name=name).exclude(migrating_to="")
+        if not updated.update(abort_requested=True):
+            raise HypervisorError(f"VM {name} has no migration running on {src_uri}.", "not_found")
+
+    def migrate(
+        self,
+        src_uri: str,
+        dst_uri: str,
+        spec: DomainSpec,
+        options: MigrationOptions,
+        progress: Callable[[MigrationProgress], None],
+    ) -> MigrationResult:
+        self._check_reachable(src_uri)
+        source = self._domain(src_uri, spec.name)
+        self._check_reachable(dst_uri)
+        if _take_fault(dst_uri, FaultKind.REFUSE_INCOMING):
+            raise HypervisorError(
+                f"Destination {dst_uri} refused the migration: it could not start the VM with the requested pinning.",
+                "refused",
+            )
+        if SimulatedDomain.objects.filter(host_uri=dst_uri, name=spec.name).exists():
+            raise HypervisorError(f"A VM named {spec.name} already exists on {dst_uri}.", "refused")
+        fail_midway = _take_fault(src_uri, FaultKind.FAIL_MIDWAY) or _take_fault(dst_uri, FaultKind.FAIL_MIDWAY)
+        dirty = source.dirty_rate_mibps
+        if _take_fault(src_uri, FaultKind.NEVER_CONVERGE):
+            dirty = (options.bandwidth_mibps or DEFAULT_BANDWIDTH_MIBPS) * 1.2
+        SimulatedDomain.objects.filter(pk=source.pk).update(
+            migrating_to=dst_uri, abort_requested=False, state="migrating"
+        )
+        try:
+            result = self._copy(source.pk, spec, options, dirty, fail_midway, progress)
+        except BaseException:
+            SimulatedDomain.objects.filter(pk=source.pk).update(migrating_to="", abort_requested=False, state="running")
+            raise
+        with transaction.atomic():
+            SimulatedDomain.objects.filter(pk=source.pk).delete()
+            SimulatedDomain.objects.create(
+                host_uri=dst_uri, name=spec.name, spec=spec_to_json(spec), dirty_rate_mibps=source.dirty_rate_mibps
+            )
+        return result
+
+    def _copy(
+        self,
+        domain_pk: int,
+        spec: DomainSpec,
+        options: MigrationOptions,
+        dirty: float,
+        fail_midway: bool,
+        progress: Callable[[MigrationProgress], None],
+    ) -> MigrationResult:
+        """Run the pre-copy passes (and post-copy or throttling when they stall) against the clock."""
+        speed = max(float(getattr(settings, "HPADMIN_SIMULATION_SPEED", 1.0)), 1e-6)
+        bandwidth = float(options.bandwidth_mibps or DEFAULT_BANDWIDTH_MIBPS)
+        max_downtime_s = (options.max_downtime_ms or DEFAULT_MAX_DOWNTIME_MS) / 1000
+        total = float(spec.memory_mib)
+        remaining, transferred, elapsed = total, 0.0, 0.0
+        throttle, stalled, phase = 0.0, 0, "precopy"
+        progress(MigrationProgress("setup", 0.0, total, total, dirty, 0))
+        for iteration in range(1, MAX_ITERATIONS + 1):
+            pass_s = remaining / bandwidth
+            self._wait(domain_pk, pass_s / speed)
+            if fail_midway and transferred + remaining >= total / 2:
+                raise HypervisorError("The migration failed during the memory copy: the connection was reset.")
+            elapsed += pass_s
+            transferred += remaining
+            dirtied = min(total, dirty * (1 - throttle) * pass_s)
+            stalled = stalled + 1 if dirtied >= remaining else 0
+            remaining = max(dirtied, 0.0)
+            percent = min(99.0, 100.0 * transferred / (transferred + remaining))
+            progress(MigrationProgress(phase, percent, total, remaining, dirty * (1 - throttle), iteration))
+            if remaining / bandwidth <= max_downtime_s:
+                downtime_ms = 1000 * remaining / bandwidth + 5.0
+                break
+            if options.timeout_s is not None and elapsed >= options.timeout_s:
+                raise HypervisorError(
+                    f"The migration did not converge within {options.timeout_s:g} s "
+                    f"(the guest writes {dirty:.0f} MiB/s, the link copies {bandwidth:.0f} MiB/s).",
+                    "timeout",
+                )
+            if stalled >= STALL_ITERATIONS:
+                if options.post_copy:
+                    # Switch over now; the destination pulls the rest on demand.
+                    progress(MigrationProgress("postcopy", percent, total, remaining, 0.0, iteration + 1))
+                    self._wait(domain_pk, remaining / bandwidth / speed)
+                    transferred += remaining
+                    downtime_ms = 20.0
+                    break
+                if options.auto_converge and throttle < 0.99:
+                    throttle = min(0.99, throttle + 0.2)
+                    stalled = 0
+        else:
+            raise HypervisorError(
+                f"The migration did not converge after {MAX_ITERATIONS} passes: the guest writes memory as fast "
+                "as the link copies it. Use a policy with auto-converge or post-copy.",
+                "timeout",
+            )
+        progress(MigrationProgress("completing", 100.0, total, 0.0, 0.0, iteration, downtime_ms))
+        return MigrationResult(duration_s=elapsed, downtime_ms=downtime_ms, transferred_mib=transferred)
+
+    def _wait(self, domain_pk: int, seconds: float) -> None:
+        """Sleep in short steps, stopping when an admin aborts the migration from any process."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if SimulatedDomain.objects.filter(pk=domain_pk, abort_requested=True).exists():
+                raise HypervisorError("The migration was cancelled by the user.", "aborted")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.2))

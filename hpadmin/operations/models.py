@@ -1,0 +1,125 @@
+"""Migration jobs and the audit trail of events."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+class JobState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SCHEDULING = "scheduling", "Scheduling"
+    MIGRATING = "migrating", "Migrating"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_JOB_STATES = (JobState.PENDING, JobState.SCHEDULING, JobState.MIGRATING)
+
+
+class MigrationReason(models.TextChoices):
+    USER = "user", "Requested by a user"
+    MAINTENANCE = "maintenance", "Host maintenance"
+    BALANCING = "balancing", "Load balancing"
+    RESTORE = "restore", "Restoring suspended settings"
+    AFFINITY = "affinity", "Affinity rules"
+    HA = "ha", "High availability"
+
+
+class MigrationMode(models.TextChoices):
+    MANUAL = "manual", "Destination chosen by the user"
+    AUTOMATIC = "automatic", "Destination chosen by the scheduler"
+
+
+class MigrationJob(models.Model):
+    """One VM's live migration from request to outcome; the row is the truth a recovering worker reads."""
+
+    vm = models.ForeignKey("vms.VirtualMachine", on_delete=models.CASCADE, related_name="migration_jobs")
+    source = models.ForeignKey("inventory.Host", on_delete=models.PROTECT, related_name="outgoing_jobs")
+    destination = models.ForeignKey(
+        "inventory.Host", on_delete=models.PROTECT, null=True, blank=True, related_name="incoming_jobs"
+    )
+    requested_destination = models.ForeignKey(
+        "inventory.Host", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="migration_jobs"
+    )
+    reason = models.CharField(max_length=16, choices=MigrationReason.choices, default=MigrationReason.USER)
+    reason_text = models.CharField(max_length=255, blank=True)
+    mode = models.CharField(max_length=16, choices=MigrationMode.choices)
+    force = models.BooleanField(default=False)
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.PENDING, db_index=True)
+    phase = models.CharField(max_length=32, blank=True)
+    progress = models.FloatField(default=0.0, help_text="Percent done.")
+    data_total_mib = models.FloatField(null=True, blank=True)
+    data_remaining_mib = models.FloatField(null=True, blank=True)
+    dirty_rate_mibps = models.FloatField(null=True, blank=True)
+    transferred_mib = models.FloatField(null=True, blank=True)
+    downtime_ms = models.FloatField(null=True, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=0)
+    tried_hosts = models.JSONField(default=list, blank=True)
+    suspended_settings = models.JSONField(
+        default=list, blank=True, help_text="Settings the destination cannot honour, each with its reason."
+    )
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running the job.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Migration of {self.vm} ({self.get_state_display()})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("job-detail", args=[self.pk])
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_JOB_STATES
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class Severity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+
+
+class Event(models.Model):
+    """The audit trail: who did what to which objects, in words an admin reads."""
+
+    time = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.INFO)
+    code = models.CharField(max_length=64, help_text="Machine-readable kind, e.g. vm_migration_done.")
+    message = models.TextField()
+    cluster = models.ForeignKey(
+        "inventory.Cluster", on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    host = models.ForeignKey("inventory.Host", on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
+    vm = models.ForeignKey(
+        "vms.VirtualMachine", on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    job = models.ForeignKey(MigrationJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
+
+    class Meta:
+        ordering = ["-time", "-pk"]
+
+    def __str__(self) -> str:
+        return self.message

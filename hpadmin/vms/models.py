@@ -1,0 +1,386 @@
+"""VMs, templates and pools: one configuration (``VmConfig``) that all three carry and hand down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+
+from hpadmin.inventory.models import Cluster, Host, MigrationPolicy
+from scheduler.core.cpuset import PinningSyntaxError, parse_cpuset, parse_pinning
+
+from .numa import VNumaNode, parse_numa_nodes
+
+
+class OptimizedFor(models.TextChoices):
+    DESKTOP = "desktop", "Desktop"
+    SERVER = "server", "Server"
+    HIGH_PERFORMANCE = "high_performance", "High Performance"
+
+
+class MigrationMode(models.TextChoices):
+    MIGRATABLE = "migratable", "Allow manual and automatic migration"
+    USER_MIGRATABLE = "user_migratable", "Allow manual migration only"
+    PINNED = "pinned", "Do not allow migration"
+
+
+class CpuPinningPolicy(models.TextChoices):
+    NONE = "none", "None"
+    MANUAL = "manual", "Manual"
+    RESIZE_AND_PIN_NUMA = "resize_and_pin_numa", "Resize and Pin NUMA"
+    DEDICATED = "dedicated", "Dedicated"
+    ISOLATE_THREADS = "isolate_threads", "Isolate Threads"
+
+
+DYNAMIC_PINNING_POLICIES = frozenset(
+    {CpuPinningPolicy.DEDICATED, CpuPinningPolicy.ISOLATE_THREADS, CpuPinningPolicy.RESIZE_AND_PIN_NUMA}
+)
+
+
+class HugePageSize(models.IntegerChoices):
+    SIZE_2M = 2048, "2 MiB"
+    SIZE_1G = 1048576, "1 GiB"
+
+
+class InheritableBool(models.TextChoices):
+    INHERIT = "inherit", "Inherit from cluster setting"
+    ON = "on", "On"
+    OFF = "off", "Off"
+
+
+class Watchdog(models.TextChoices):
+    NONE = "none", "No watchdog"
+    I6300ESB = "i6300esb", "i6300esb"
+    ITCO = "itco", "iTCO"
+
+
+class VmConfig(models.Model):
+    """The configuration a VM, a Template and a Pool share. Single-object rules live in ``clean()``.
+
+    vNUMA nodes are stored with the configuration (``numa_nodes``, see ``hpadmin.vms.numa``) because they are
+    always read, validated and copied together with it. Placement hosts are a many-to-many relation: forms and
+    serializers hand the chosen hosts to ``stage_placement_hosts()`` before ``full_clean()`` so the rules that
+    involve them see the new choice.
+    """
+
+    name = models.CharField(max_length=120)
+    description = models.CharField(max_length=255, blank=True)
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="%(class)ss")
+    optimized_for = models.CharField(
+        "Optimized for", max_length=20, choices=OptimizedFor.choices, default=OptimizedFor.SERVER
+    )
+
+    # System
+    memory_mib = models.PositiveIntegerField("Memory size (MiB)", default=1024, validators=[MinValueValidator(1)])
+    sockets = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
+    cores = models.PositiveSmallIntegerField("Cores per socket", default=1, validators=[MinValueValidator(1)])
+    threads = models.PositiveSmallIntegerField("Threads per core", default=1, validators=[MinValueValidator(1)])
+
+    # Host
+    placement_hosts = models.ManyToManyField(
+        Host, blank=True, related_name="placed_%(class)ss", verbose_name="Start running on specific hosts"
+    )
+    migration_mode = models.CharField(max_length=20, choices=MigrationMode.choices, default=MigrationMode.MIGRATABLE)
+    cpu_passthrough = models.BooleanField("Pass-through host CPU", default=False)
+    migration_policy = models.CharField(
+        max_length=32, choices=MigrationPolicy.choices, blank=True, help_text="Empty: the cluster's policy."
+    )
+    max_downtime_ms = models.PositiveIntegerField(
+        "Custom migration downtime (ms)", null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    auto_converge = models.CharField(max_length=8, choices=InheritableBool.choices, default=InheritableBool.INHERIT)
+    compression = models.CharField(max_length=8, choices=InheritableBool.choices, default=InheritableBool.INHERIT)
+
+    # Resource allocation
+    cpu_pinning_policy = models.CharField(
+        "CPU pinning policy", max_length=24, choices=CpuPinningPolicy.choices, default=CpuPinningPolicy.NONE
+    )
+    cpu_pinning = models.CharField(
+        "CPU pinning topology", max_length=1000, blank=True, help_text="vCPU#pCPUs joined by _, e.g. 0#1_1#2-4,^3"
+    )
+    io_threads = models.PositiveSmallIntegerField("I/O threads", default=0, validators=[MaxValueValidator(64)])
+    emulator_pinning = models.CharField(
+        "Emulator and I/O thread pinning",
+        max_length=200,
+        blank=True,
+        help_text="pCPUs for QEMU's emulator and I/O threads, e.g. 0-1. Empty: chosen by the scheduler.",
+    )
+
+    # NUMA and hugepages
+    numa_nodes = models.JSONField("vNUMA nodes", default=list, blank=True)
+    hugepage_kib = models.PositiveIntegerField("Hugepage size", null=True, blank=True, choices=HugePageSize.choices)
+
+    # High availability
+    high_availability = models.BooleanField("Highly available", default=False)
+    ha_priority = models.PositiveSmallIntegerField(
+        "Priority", default=1, validators=[MaxValueValidator(100)], help_text="0 (low) to 100 (high)."
+    )
+
+    # Devices
+    headless = models.BooleanField(default=False)
+    usb_enabled = models.BooleanField("USB", default=True)
+    soundcard_enabled = models.BooleanField("Sound card", default=False)
+    smartcard_enabled = models.BooleanField("Smart card", default=False)
+    memory_balloon = models.BooleanField("Memory balloon device", default=True)
+    multi_queues = models.BooleanField("Multi queues", default=False)
+    virtio_rng = models.BooleanField("VirtIO-RNG", default=False)
+    watchdog = models.CharField(max_length=16, choices=Watchdog.choices, default=Watchdog.NONE)
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # -- derived values ------------------------------------------------------------------------------------------
+
+    @property
+    def vcpus(self) -> int:
+        return self.sockets * self.cores * self.threads
+
+    @property
+    def is_high_performance(self) -> bool:
+        return self.optimized_for == OptimizedFor.HIGH_PERFORMANCE
+
+    def vnuma(self) -> list[VNumaNode]:
+        """The vNUMA nodes as typed values (``numa_nodes`` must be valid, as ``clean()`` ensures)."""
+        return parse_numa_nodes(self.numa_nodes)
+
+    def has_pinning_settings(self) -> bool:
+        """Manual CPU pinning, pass-through host CPU or a pinned vNUMA node: what makes a VM host-bound."""
+        if self.cpu_pinning_policy != CpuPinningPolicy.NONE or self.cpu_passthrough:
+            return True
+        try:
+            return any(node.is_pinned for node in self.vnuma())
+        except ValueError:
+            return False
+
+    def manual_pinning(self) -> dict[int, frozenset[int]]:
+        return parse_pinning(self.cpu_pinning) if self.cpu_pinning_policy == CpuPinningPolicy.MANUAL else {}
+
+    # -- placement hosts -----------------------------------------------------------------------------------------
+
+    def stage_placement_hosts(self, hosts: Iterable[Host]) -> None:
+        """Make ``clean()`` judge these hosts instead of the stored ones (forms and serializers call this)."""
+        self._staged_placement_hosts = list(hosts)
+
+    def placement_host_list(self) -> list[Host]:
+        staged = getattr(self, "_staged_placement_hosts", None)
+        if staged is not None:
+            return staged
+        return list(self.placement_hosts.all()) if self.pk else []
+
+    # -- validation ----------------------------------------------------------------------------------------------
+
+    def clean(self) -> None:
+        super().clean()
+        errors: dict[str, list[str]] = {}
+
+        def error(field: str, message: str) -> None:
+            errors.setdefault(field, []).append(message)
+
+        self._clean_cpu_pinning(error)
+        nodes = self._clean_numa_nodes(error)
+        self._clean_hugepages(nodes, error)
+        self._clean_placement(nodes, error)
+        if self.emulator_pinning.strip():
+            try:
+                parse_cpuset(self.emulator_pinning)
+            except PinningSyntaxError as exc:
+                error("emulator_pinning", f"Invalid CPU set {exc}.")
+        if errors:
+            raise ValidationError(errors)
+
+    def _clean_cpu_pinning(self, error) -> None:
+        text = self.cpu_pinning.strip()
+        if self.cpu_pinning_policy != CpuPinningPolicy.MANUAL:
+            if text:
+                error("cpu_pinning", "A CPU pinning topology is only used with the Manual pinning policy.")
+            return
+        if not text:
+            error("cpu_pinning", "The Manual pinning policy needs a CPU pinning topology, e.g. 0#2_1#3.")
+            return
+        try:
+            pins = parse_pinning(text)
+        except PinningSyntaxError as exc:
+            error("cpu_pinning", f"Invalid CPU pinning {exc}.")
+            return
+        missing = sorted(v for v in pins if v >= self.vcpus)
+        if missing:
+            error(
+                "cpu_pinning",
+                f"vCPU {', '.join(map(str, missing))} does not exist: the VM has {self.vcpus} vCPUs "
+                f"(0-{self.vcpus - 1}).",
+            )
+
+    def _clean_numa_nodes(self, error) -> list[VNumaNode]:
+        try:
+            nodes = parse_numa_nodes(self.numa_nodes)
+        except ValueError as exc:
+            error("numa_nodes", str(exc))
+            return []
+        if not nodes:
+            return nodes
+        indexes = [n.index for n in nodes]
+        if sorted(indexes) != list(range(len(nodes))):
+            error("numa_nodes", f"vNUMA node indexes must run 0-{len(nodes) - 1} without gaps or repeats.")
+        if len(nodes) > self.vcpus:
+            error("numa_nodes", f"{len(nodes)} vNUMA nodes need at least as many vCPUs; the VM has {self.vcpus}.")
+        seen: dict[int, int] = {}
+        for node in nodes:
+            for vcpu in node.vcpus:
+                if vcpu >= self.vcpus:
+                    error("numa_nodes", f"vNUMA node {node.index} names vCPU {vcpu}; the VM has {self.vcpus} vCPUs.")
+                elif vcpu in seen:
+                    error("numa_nodes", f"vCPU {vcpu} is in vNUMA nodes {seen[vcpu]} and {node.index}.")
+                else:
+                    seen[vcpu] = node.index
+        total = sum(n.memory_mib for n in nodes)
+        if total > self.memory_mib:
+            error("numa_nodes", f"The vNUMA nodes hold {total} MiB, more than the VM's {self.memory_mib} MiB.")
+        for node in nodes:
+            if node.tune_mode == "preferred" and any(len(p) > 1 for p in node.all_pinnings()):
+                error("numa_nodes", f"vNUMA node {node.index} in preferred mode can be pinned to one host node only.")
+        if self.cpu_pinning_policy == CpuPinningPolicy.DEDICATED and any(n.is_pinned for n in nodes):
+            error(
+                "numa_nodes",
+                "Dedicated CPU pinning chooses the NUMA nodes itself; remove the vNUMA pinning or pick another policy.",
+            )
+        return nodes
+
+    def _clean_hugepages(self, nodes: Sequence[VNumaNode], error) -> None:
+        if not self.hugepage_kib:
+            return
+        page_mib = self.hugepage_kib / 1024
+        if (self.memory_mib * 1024) % self.hugepage_kib:
+            error("hugepage_kib", f"{self.memory_mib} MiB of memory is not a whole number of {page_mib:g} MiB pages.")
+        bad = [str(n.index) for n in nodes if (n.memory_mib * 1024) % self.hugepage_kib]
+        if bad:
+            error(
+                "hugepage_kib",
+                f"The memory of vNUMA node(s) {', '.join(bad)} is not a whole number of {page_mib:g} MiB pages.",
+            )
+
+    def _clean_placement(self, nodes: Sequence[VNumaNode], error) -> None:
+        hosts = self.placement_host_list()
+        if self.cluster_id is not None:
+            foreign = [h.name for h in hosts if h.cluster_id != self.cluster_id]
+            if foreign:
+                error("placement_hosts", f"Not in the VM's cluster: {', '.join(foreign)}.")
+        if self.migration_mode == MigrationMode.PINNED and not hosts:
+            error("placement_hosts", "'Do not allow migration' needs at least one host to start running on.")
+        pinned = [n for n in nodes if n.is_pinned]
+        if not pinned:
+            return
+        if not hosts:
+            error("numa_nodes", "NUMA pinning needs the VM to be pinned to at least one host (Start running on).")
+            return
+        host_ids = {h.pk for h in hosts}
+        stray = sorted({hid for n in nodes for hid in n.pinned_to_by_host} - host_ids)
+        if stray:
+            error("numa_nodes", f"NUMA pinning names host id(s) {', '.join(map(str, stray))} not in the host list.")
+        for host in hosts:
+            host_nodes = {n.index: n for n in host.numa_nodes.all()}
+            if not host_nodes:
+                error("numa_nodes", f"Host {host.name} does not support NUMA; it cannot take NUMA pinning.")
+                continue
+            for node in pinned:
+                targets = node.pinning_for(host.pk)
+                missing = sorted(set(targets) - set(host_nodes))
+                if missing:
+                    error(
+                        "numa_nodes",
+                        f"vNUMA node {node.index} is pinned to host node {', '.join(map(str, missing))}, "
+                        f"which {host.name} does not have (it has {len(host_nodes)}: 0-{len(host_nodes) - 1}).",
+                    )
+                elif node.tune_mode == "strict" and targets:
+                    largest = max(host_nodes[t].memory_mib for t in targets)
+                    if node.memory_mib > largest:
+                        error(
+                            "numa_nodes",
+                            f"vNUMA node {node.index} needs {node.memory_mib} MiB in strict mode; host node "
+                            f"{', '.join(map(str, targets))} of {host.name} has only {largest} MiB.",
+                        )
+
+    # -- copying -------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def config_field_names(cls) -> list[str]:
+        """The configuration fields (not identity): what a template hands down to its VMs and pools."""
+        return [
+            f.name
+            for f in VmConfig._meta.get_fields()
+            if f.concrete and not f.many_to_many and f.name not in {"id", "name", "description"}
+        ]
+
+    def config_values(self) -> dict:
+        return {name: getattr(self, name) for name in self.config_field_names()}
+
+
+class Template(VmConfig):
+    """A VM configuration to create VMs and pools from."""
+
+    class Meta(VmConfig.Meta):
+        constraints = [models.UniqueConstraint(fields=["name"], name="unique_template_name")]
+
+    def get_absolute_url(self) -> str:
+        return reverse("template-detail", args=[self.pk])
+
+
+class Pool(VmConfig):
+    """A set of like VMs made from a template; the pool's configuration is what its VMs get."""
+
+    template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="pools")
+    size = models.PositiveIntegerField(default=1, validators=[MaxValueValidator(1000)])
+
+    class Meta(VmConfig.Meta):
+        constraints = [models.UniqueConstraint(fields=["name"], name="unique_pool_name")]
+
+    def get_absolute_url(self) -> str:
+        return reverse("pool-detail", args=[self.pk])
+
+    def clean(self) -> None:
+        super().clean()
+        if self.template_id and self.cluster_id and self.template.cluster_id != self.cluster_id:
+            raise ValidationError({"template": "The template belongs to another cluster."})
+
+
+class VmStatus(models.TextChoices):
+    DOWN = "down", "Down"
+    STARTING = "starting", "Powering up"
+    UP = "up", "Up"
+    MIGRATING = "migrating", "Migrating"
+    STOPPING = "stopping", "Powering down"
+
+
+class VirtualMachine(VmConfig):
+    """A guest. ``host`` is where it runs; what it holds there is its active Allocation."""
+
+    template = models.ForeignKey(Template, on_delete=models.SET_NULL, null=True, blank=True, related_name="vms")
+    pool = models.ForeignKey(Pool, on_delete=models.SET_NULL, null=True, blank=True, related_name="vms")
+    status = models.CharField(max_length=16, choices=VmStatus.choices, default=VmStatus.DOWN, db_index=True)
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, null=True, blank=True, related_name="vms")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="vms"
+    )
+    cpu_flags_at_start = models.JSONField(default=list, blank=True, help_text="Host CPU flags the VM started with.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(VmConfig.Meta):
+        verbose_name = "virtual machine"
+        constraints = [models.UniqueConstraint(fields=["name"], name="unique_vm_name")]
+
+    def get_absolute_url(self) -> str:
+        return reverse("vm-detail", args=[self.pk])
+
+    def clean(self) -> None:
+        super().clean()
+        if self.host_id and self.cluster_id and self.host.cluster_id != self.cluster_id:
+            raise ValidationError({"host": "Host is not in the selected cluster."})
+        if self.pool_id and self.cluster_id and self.pool.cluster_id != self.cluster_id:
+            raise ValidationError({"pool": "The pool belongs to another cluster."})

@@ -1,0 +1,97 @@
+"""vNUMA nodes as stored in ``VmConfig.numa_nodes`` (a JSON list) and as typed values.
+
+One node: ``{"index": 0, "vcpus": [0, 1], "memory_mib": 2048, "tune_mode": "strict",
+"pinned_to": [0], "pinned_to_by_host": {"7": [1]}}``. ``pinned_to`` is the host-node pinning on every
+placement host ("same as the first host"); ``pinned_to_by_host`` overrides it for hosts whose layout differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TUNE_MODES = ("strict", "interleave", "preferred")
+
+
+@dataclass(frozen=True)
+class VNumaNode:
+    index: int
+    vcpus: tuple[int, ...]
+    memory_mib: int
+    tune_mode: str = "strict"
+    pinned_to: tuple[int, ...] = ()
+    pinned_to_by_host: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def is_pinned(self) -> bool:
+        return bool(self.pinned_to) or any(self.pinned_to_by_host.values())
+
+    def pinning_for(self, host_id: int) -> tuple[int, ...]:
+        """Host node indexes this vNUMA node may use on the given host."""
+        return self.pinned_to_by_host.get(host_id, self.pinned_to)
+
+    def all_pinnings(self) -> list[tuple[int, ...]]:
+        return [self.pinned_to, *self.pinned_to_by_host.values()]
+
+    def to_json(self) -> dict:
+        return {
+            "index": self.index,
+            "vcpus": list(self.vcpus),
+            "memory_mib": self.memory_mib,
+            "tune_mode": self.tune_mode,
+            "pinned_to": list(self.pinned_to),
+            "pinned_to_by_host": {str(k): list(v) for k, v in sorted(self.pinned_to_by_host.items())},
+        }
+
+
+def _int_list(value, what: str) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, int) and v >= 0 for v in value):
+        raise ValueError(f"{what} must be a list of whole numbers of 0 or more.")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{what} lists a number twice.")
+    return tuple(value)
+
+
+def parse_numa_nodes(data) -> list[VNumaNode]:
+    """Check the JSON shape of the vNUMA nodes and return them typed; raises ValueError saying what is wrong."""
+    if data in (None, ""):
+        return []
+    if not isinstance(data, list):
+        raise ValueError("vNUMA nodes must be a list.")
+    nodes = []
+    for position, raw in enumerate(data):
+        where = f"vNUMA node #{position}"
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where} must be an object.")
+        unknown = set(raw) - {"index", "vcpus", "memory_mib", "tune_mode", "pinned_to", "pinned_to_by_host"}
+        if unknown:
+            raise ValueError(f"{where} has unknown field(s): {', '.join(sorted(unknown))}.")
+        index = raw.get("index", position)
+        memory = raw.get("memory_mib")
+        if not isinstance(index, int) or index < 0:
+            raise ValueError(f"{where}: index must be a whole number of 0 or more.")
+        if not isinstance(memory, int) or memory <= 0:
+            raise ValueError(f"vNUMA node {index}: memory_mib must be a positive whole number.")
+        mode = raw.get("tune_mode", "strict")
+        if mode not in TUNE_MODES:
+            raise ValueError(f"vNUMA node {index}: tune mode must be one of {', '.join(TUNE_MODES)}.")
+        by_host_raw = raw.get("pinned_to_by_host") or {}
+        if not isinstance(by_host_raw, dict):
+            raise ValueError(f"vNUMA node {index}: pinned_to_by_host must map host ids to node lists.")
+        by_host = {}
+        for key, value in by_host_raw.items():
+            try:
+                host_id = int(key)
+            except (TypeError, ValueError):
+                raise ValueError(f"vNUMA node {index}: '{key}' is not a host id.") from None
+            by_host[host_id] = _int_list(value, f"vNUMA node {index} pinning on host {host_id}")
+        nodes.append(
+            VNumaNode(
+                index=index,
+                vcpus=_int_list(raw.get("vcpus", []), f"vNUMA node {index} vcpus"),
+                memory_mib=memory,
+                tune_mode=mode,
+                pinned_to=_int_list(raw.get("pinned_to") or [], f"vNUMA node {index} pinned_to"),
+                pinned_to_by_host=by_host,
+            )
+        )
+    return nodes

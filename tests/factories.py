@@ -1,0 +1,62 @@
+"""Small builders for tests: simulated hosts of any shape, and VMs with their profile defaults applied."""
+
+from __future__ import annotations
+
+import itertools
+
+from hpadmin.hypervisor.simulated import capabilities_from_uri, host_shape_uri
+from hpadmin.inventory.models import Cluster, Host
+from hpadmin.inventory.services import import_capabilities
+from hpadmin.vms.models import Pool, Template, VirtualMachine
+from hpadmin.vms.profiles import prepare_new
+
+_names = itertools.count(1)
+
+
+def make_cluster(name: str | None = None, **values) -> Cluster:
+    return Cluster.objects.create(name=name or f"cluster-{next(_names)}", **values)
+
+
+def make_host(
+    cluster: Cluster | None = None,
+    name: str | None = None,
+    numa_nodes: int = 2,
+    sockets: int | None = None,
+    cores: int = 4,
+    threads: int = 2,
+    memory_mib: int = 65536,
+    status: str = "up",
+    **shape,
+) -> Host:
+    """A simulated host; ``numa_nodes=0`` gives a host without NUMA. Extra ``shape`` keys: hp2m, hp1g, flags,
+    offline (see ``hpadmin.hypervisor.simulated.capabilities_from_uri``)."""
+    cluster = cluster or make_cluster()
+    name = name or f"host-{next(_names)}"
+    sockets = sockets or max(numa_nodes, 1)
+    uri = host_shape_uri(
+        name, sockets=sockets, cores=cores, threads=threads, nodes=numa_nodes, memory=memory_mib, **shape
+    )
+    host = Host.objects.create(cluster=cluster, name=name, uri=uri, status=status)
+    return import_capabilities(host, capabilities_from_uri(uri))
+
+
+def _make(model, cluster, hosts, source=None, **values):
+    obj = model(name=values.pop("name", f"{model.__name__.lower()}-{next(_names)}"), cluster=cluster)
+    prepare_new(obj, values, source=source)
+    obj.stage_placement_hosts(hosts)
+    obj.full_clean(validate_unique=False)
+    obj.save()
+    obj.placement_hosts.set(hosts)
+    return obj
+
+
+def make_vm(cluster: Cluster | None = None, hosts=(), source=None, **values) -> VirtualMachine:
+    return _make(VirtualMachine, cluster or make_cluster(), list(hosts), source=source, **values)
+
+
+def make_template(cluster: Cluster | None = None, hosts=(), **values) -> Template:
+    return _make(Template, cluster or make_cluster(), list(hosts), **values)
+
+
+def make_pool(template: Template, size: int = 2, **values) -> Pool:
+    return _make(Pool, template.cluster, [], source=template, template=template, size=size, **values)
