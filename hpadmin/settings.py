@@ -92,6 +92,8 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat share one SQLite file: wait for locks instead of failing at once.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    # A file, not memory, so that worker processes started by tests share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-hpadmin.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -130,6 +132,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-waiting-migrations": {"task": "hpadmin.operations.tasks.dispatch", "schedule": 10.0},
+    "reconcile-orphaned-migrations": {"task": "hpadmin.operations.tasks.reconcile", "schedule": 30.0},
+}
 
 # Hypervisor: "simulated" (default) or "libvirt"; a host's URI scheme can still pick per host.
 HPADMIN_DRIVER = os.environ.get("HPADMIN_DRIVER", "simulated")

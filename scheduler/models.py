@@ -14,7 +14,7 @@ class AllocationState(models.TextChoices):
 class Allocation(models.Model):
     """Resources one VM holds on one host, and the placement applied there.
 
-    JSON keys are strings as JSON wants them: ``memory_mib`` {host node: MiB} (node "-1" on a host without
+    JSON keys are strings as JSON wants them: ``memory_mib`` {host node: MiB} (node "0" on a host without
     NUMA), ``hugepages`` {host node: {page KiB: pages}}, ``numa_mapping`` {vNUMA node: host node},
     ``cpu_pinning`` {vCPU: [pCPUs]}.
     """
@@ -32,6 +32,9 @@ class Allocation(models.Model):
     hugepages = models.JSONField(default=dict, blank=True)
     numa_mapping = models.JSONField(default=dict, blank=True)
     cpu_pinning = models.JSONField(default=dict, blank=True)
+    topology = models.JSONField(
+        default=list, blank=True, help_text="[sockets, cores, threads] applied; differs under Resize and Pin NUMA."
+    )
     emulator_cpus = models.JSONField(default=list, blank=True)
     iothread_cpus = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -14,6 +14,7 @@ class SimulatedDomain(models.Model):
     state = models.CharField(max_length=16, default="running")
     dirty_rate_mibps = models.FloatField(default=50.0, help_text="How fast the guest writes its memory.")
     migrating_to = models.CharField(max_length=255, blank=True)
+    migrated_by = models.CharField(max_length=200, blank=True, help_text="host:pid of the process copying it.")
     abort_requested = models.BooleanField(default=False)
 
     class Meta:

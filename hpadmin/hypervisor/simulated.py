@@ -14,6 +14,8 @@ out. ``HPADMIN_SIMULATION_SPEED`` divides every wait, so tests run in millisecon
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
@@ -38,7 +40,7 @@ from .models import FaultKind, SimulatedDomain, SimulatedFault
 
 DEFAULT_BANDWIDTH_MIBPS = 1100.0  # a 10 GbE link
 DEFAULT_MAX_DOWNTIME_MS = 300.0
-STALL_ITERATIONS = 5  # passes without progress before auto-converge or post-copy steps in
+STALL_ITERATIONS = 2  # passes in a row that dirty over half of what they copied: the migration stalls
 MAX_ITERATIONS = 30
 DEFAULT_FLAGS = "sse4_2,avx,avx2,aes,pdpe1gb,vmx"
 
@@ -72,15 +74,15 @@ def capabilities_from_uri(uri: str) -> HostCapabilities:
     per_socket = sockets * cores
     cpus = []
     for thread in range(threads):
-        for socket in range(sockets):
+        for sock in range(sockets):
             for core in range(cores):
-                core_id = socket * cores + core
+                core_id = sock * cores + core
                 cpu_id = thread * per_socket + core_id
                 node = None
                 if nodes:
                     # A node covers a whole socket or an even share of one (sub-NUMA clustering).
-                    node = socket * nodes // sockets + (core * max(nodes // sockets, 1)) // cores
-                cpus.append(CpuInfo(cpu_id, socket, core_id, node, cpu_id not in offline))
+                    node = sock * nodes // sockets + (core * max(nodes // sockets, 1)) // cores
+                cpus.append(CpuInfo(cpu_id, sock, core_id, node, cpu_id not in offline))
     cpus.sort(key=lambda c: c.id)
     pools = {size: number(key, 0) for size, key in ((2048, "hp2m"), (1048576, "hp1g")) if number(key, 0)}
     numa_nodes = tuple(
@@ -126,6 +128,23 @@ def spec_from_json(data: dict) -> DomainSpec:
     )
 
 
+def _process_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(process_id: str) -> bool:
+    host, _, pid = process_id.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's process: assume it still works
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def _take_fault(uri: str, kind: FaultKind) -> bool:
     """Whether the fault is on for the host; a fault with a count is used up one at a time."""
     fault = SimulatedFault.objects.filter(host_uri=uri, kind=kind).first()
@@ -161,7 +180,13 @@ class SimulatedDriver:
 
     def domain_state(self, uri: str, name: str) -> DomainState:
         domain = SimulatedDomain.objects.filter(host_uri=uri, name=name).first()
-        return DomainState(domain.state) if domain else DomainState.MISSING
+        if domain is None:
+            return DomainState.MISSING
+        if domain.state == DomainState.MIGRATING and not _alive(domain.migrated_by):
+            # The process copying the guest died, and the migration with it: the guest runs on here.
+            SimulatedDomain.objects.filter(pk=domain.pk).update(state="running", migrating_to="", migrated_by="")
+            return DomainState.RUNNING
+        return DomainState(domain.state)
 
     def start(self, uri: str, spec: DomainSpec) -> None:
         self._check_reachable(uri)
@@ -216,7 +241,9 @@ class SimulatedDriver:
         try:
             result = self._copy(source.pk, spec, options, dirty, fail_midway, progress)
         except BaseException:
-            SimulatedDomain.objects.filter(pk=source.pk).update(migrating_to="", abort_requested=False, state="running")
+            SimulatedDomain.objects.filter(pk=source.pk).update(
+                migrating_to="", migrated_by="", abort_requested=False, state="running"
+            )
             raise
         with transaction.atomic():
             SimulatedDomain.objects.filter(pk=source.pk).delete()
@@ -250,7 +277,7 @@ class SimulatedDriver:
             elapsed += pass_s
             transferred += remaining
             dirtied = min(total, dirty * (1 - throttle) * pass_s)
-            stalled = stalled + 1 if dirtied >= remaining else 0
+            stalled = stalled + 1 if dirtied > remaining / 2 else 0
             remaining = max(dirtied, 0.0)
             percent = min(99.0, 100.0 * transferred / (transferred + remaining))
             progress(MigrationProgress(phase, percent, total, remaining, dirty * (1 - throttle), iteration))
@@ -272,7 +299,8 @@ class SimulatedDriver:
                     downtime_ms = 20.0
                     break
                 if options.auto_converge and throttle < 0.99:
-                    throttle = min(0.99, throttle + 0.2)
+                    # QEMU's auto-converge: start throttling the guest's vCPUs at 20 %, then 10 % more each time.
+                    throttle = min(0.99, throttle + (0.2 if throttle == 0 else 0.1))
                     stalled = 0
         else:
             raise HypervisorError(

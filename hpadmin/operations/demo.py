@@ -403,7 +403,7 @@ def start_vms(vms: list[VirtualMachine]) -> list[VirtualMachine]:
     started = []
     for vm in vms:
         try:
-            start_vm(vm, user=None, run_now=True)
+            start_vm(vm)
         except OperationError:
             continue
         started.append(vm)

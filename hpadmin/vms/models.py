@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 
 from django.conf import settings
@@ -361,6 +362,7 @@ class VmStatus(models.TextChoices):
 class VirtualMachine(VmConfig):
     """A guest. ``host`` is where it runs; what it holds there is its active Allocation."""
 
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     template = models.ForeignKey(Template, on_delete=models.SET_NULL, null=True, blank=True, related_name="vms")
     pool = models.ForeignKey(Pool, on_delete=models.SET_NULL, null=True, blank=True, related_name="vms")
     status = models.CharField(max_length=16, choices=VmStatus.choices, default=VmStatus.DOWN, db_index=True)

@@ -1,0 +1,493 @@
+"""Forms of the VM dialog (VMs, templates and pools share one form class), the NUMA pinning editor and the
+Migrate dialog. Every rule lives in ``VmConfig.clean()``; these forms only turn input into values."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db.models import Count
+from django.forms.models import modelform_factory
+
+from hpadmin.inventory.forms import ListFilterForm, with_any
+from hpadmin.inventory.models import Cluster, Host
+
+from .models import (
+    CpuPinningPolicy,
+    MigrationMode,
+    OptimizedFor,
+    Pool,
+    Template,
+    VirtualMachine,
+    VmConfig,
+    VmStatus,
+)
+from .numa import TUNE_MODES
+from .profiles import PROFILES, Change, apply_profile, inherit, prepare_new
+
+# -- the VM dialog -----------------------------------------------------------------------------------------------
+
+TABS = [
+    ("general", "General", ["name", "description", "cluster", "template", "size", "optimized_for"]),
+    ("system", "System", ["memory_mib", "hugepage_kib", "sockets", "cores", "threads"]),
+    (
+        "host",
+        "Host",
+        [
+            "start_running_on",
+            "placement_hosts",
+            "migration_mode",
+            "cpu_passthrough",
+            "migration_policy",
+            "max_downtime_ms",
+            "auto_converge",
+            "compression",
+        ],
+    ),
+    (
+        "resources",
+        "Resource allocation",
+        ["cpu_pinning_policy", "cpu_pinning", "io_threads", "emulator_pinning", "memory_balloon", "multi_queues"],
+    ),
+    ("numa", "NUMA", ["numa_node_count", "numa_tune_mode"]),
+    ("ha", "High availability", ["high_availability", "ha_priority"]),
+    (
+        "devices",
+        "Console & devices",
+        ["headless", "usb_enabled", "soundcard_enabled", "smartcard_enabled", "virtio_rng", "watchdog"],
+    ),
+]
+
+# The shared VmConfig fields the dialog edits (vNUMA nodes come from the NUMA tab's count and tune mode).
+CONFIG_FIELDS = [
+    name
+    for _, _, names in TABS
+    for name in names
+    if name not in {"template", "size", "start_running_on", "numa_node_count", "numa_tune_mode"}
+]
+EXTRA_FIELDS = {VirtualMachine: ["template"], Template: [], Pool: ["template", "size"]}
+
+# Changing one of these re-renders the dialog: choices depend on them, or they bring defaults along.
+REFRESH_FIELDS = ("cluster", "template", "optimized_for", "cpu_pinning_policy", "cpu_passthrough")
+# Typed values checked against clean() while the admin types.
+LIVE_FIELDS = ("cpu_pinning", "emulator_pinning")
+# clean() errors about values the dialog shows under another name.
+ERROR_HOMES = {"numa_nodes": "numa_node_count", "host": "cluster", "pool": "cluster"}
+
+HELP = {
+    "optimized_for": "High Performance sets pass-through host CPU, one I/O thread, no emulated extras and "
+    "'Allow manual migration only'; the note above the tabs lists every change.",
+    "migration_mode": "Manual only: admins (and host maintenance they start) may move the VM; load balancing "
+    "and other automatic moves leave it alone.",
+    "cpu_passthrough": "When this is on, the migration mode defaults to 'Allow manual migration only'.",
+    "cpu_pinning": "vCPU#pCPUs joined by _, e.g. 0#2_1#3-4,^3 pins vCPU 0 to pCPU 2 and vCPU 1 to pCPU 4. "
+    "Used with the Manual policy; the pCPUs must exist on every host the VM runs on.",
+    "numa_node_count": "vCPUs and memory are split evenly over the nodes. Pin them to host nodes with the NUMA "
+    "pinning editor (needs 'Start running on: Specific host(s)').",
+    "placement_hosts": "With 'Do not allow migration' the VM runs only on these hosts; otherwise they are where "
+    "it prefers to start.",
+}
+
+
+class HostChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, host: Host) -> str:
+        numa = f"{host.numa_count} NUMA nodes" if host.numa_count else "no NUMA"
+        cpus = host.sockets * host.cores_per_socket * host.threads_per_core
+        return f"{host.name} ({host.get_status_display()}, {numa}, {cpus} CPUs)"
+
+
+class VmConfigForm(forms.ModelForm):
+    """The New/Edit dialog for a VM, a template or a pool, on the fields they share (``VmConfig``)."""
+
+    start_running_on = forms.ChoiceField(
+        label="Start running on",
+        choices=[("any", "Any host in cluster"), ("specific", "Specific host(s)")],
+        widget=forms.RadioSelect,
+        initial="any",
+    )
+    numa_node_count = forms.IntegerField(label="NUMA node count", min_value=0, initial=0)
+    numa_tune_mode = forms.ChoiceField(
+        label="Tune mode", choices=[(m, m.capitalize()) for m in TUNE_MODES], initial="strict"
+    )
+
+    class Meta:
+        model = VirtualMachine
+        fields = CONFIG_FIELDS
+        field_classes = {"placement_hosts": HostChoiceField}
+
+    def __init__(self, *args, url: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        instance = self.instance
+        self.tabs = [(key, label, [n for n in names if n in self.fields]) for key, label, names in TABS]
+        if "start_running_on" not in self.initial:
+            has_hosts = bool(instance.pk) and instance.placement_hosts.exists()
+            self.initial["start_running_on"] = "specific" if has_hosts else "any"
+        self.initial.setdefault("numa_node_count", len(instance.numa_nodes or []))
+        modes = {node.get("tune_mode", "strict") for node in instance.numa_nodes or []}
+        self.initial.setdefault("numa_tune_mode", modes.pop() if len(modes) == 1 else "strict")
+        cluster_id = self._value("cluster") or instance.cluster_id
+        hosts = Host.objects.annotate(numa_count=Count("numa_nodes")).order_by("name")
+        self.fields["placement_hosts"].queryset = hosts.filter(cluster_id=cluster_id) if cluster_id else hosts.none()
+        self.fields["placement_hosts"].widget.attrs["size"] = 8
+        if "template" in self.fields:
+            templates = Template.objects.order_by("name")
+            self.fields["template"].queryset = templates.filter(cluster_id=cluster_id) if cluster_id else templates
+            self.fields["template"].required = isinstance(instance, Pool)
+        if isinstance(instance, VirtualMachine) and instance.pk and instance.status != VmStatus.DOWN:
+            self.fields["cluster"].disabled = True
+            self.fields["cluster"].help_text = "A running VM stays in its cluster; stop it to move it."
+        for name, text in HELP.items():
+            if name in self.fields:
+                self.fields[name].help_text = text
+        self._style(url)
+
+    def _value(self, name: str):
+        if self.is_bound:
+            return self.data.get(self.add_prefix(name)) or None
+        value = self.initial.get(name)
+        return getattr(value, "pk", value)
+
+    def _style(self, url: str) -> None:
+        for name, field in self.fields.items():
+            widget = field.widget
+            if isinstance(widget, forms.CheckboxInput):
+                widget.attrs.setdefault("class", "form-check-input")
+                widget.attrs["role"] = "switch"
+            elif isinstance(widget, forms.RadioSelect):
+                widget.attrs.setdefault("class", "form-check-input")
+            elif isinstance(widget, forms.Select):
+                widget.attrs.setdefault("class", "form-select")
+            else:
+                widget.attrs.setdefault("class", "form-control")
+            common = {"hx-get": url, "hx-include": "closest form", "hx-target": "#vm-form-fields"}
+            if name in REFRESH_FIELDS:
+                widget.attrs.update(common, **{"hx-trigger": "change", "hx-vals": json.dumps({"_changed": name})})
+            elif name in LIVE_FIELDS:
+                widget.attrs.update(
+                    common,
+                    **{
+                        "hx-trigger": "input changed delay:300ms, change",
+                        "hx-vals": json.dumps({"_validate": name}),
+                        "hx-target": f"#{name}-feedback",
+                        "hx-sync": "this:replace",
+                        "autocomplete": "off",
+                        "spellcheck": "false",
+                    },
+                )
+
+    # -- turning input into the configuration ----------------------------------------------------------------
+
+    def clean(self):
+        data = super().clean()
+        config = self.instance
+        if data.get("start_running_on") == "any":
+            data["placement_hosts"] = Host.objects.none()
+        if config._state.adding:
+            model_fields = {f.name for f in VmConfig._meta.get_fields() if f.concrete and not f.many_to_many}
+            given = {k: v for k, v in data.items() if k in model_fields}
+            prepare_new(config, given, source=data.get("template"))
+        config.stage_placement_hosts(list(data.get("placement_hosts") or []))
+        if all(data.get(k) is not None for k in ("sockets", "cores", "threads", "memory_mib", "numa_node_count")):
+            config.numa_nodes = numa_layout(
+                config.numa_nodes or [],
+                count=data["numa_node_count"],
+                vcpus=data["sockets"] * data["cores"] * data["threads"],
+                memory_mib=data["memory_mib"],
+                hugepage_kib=data.get("hugepage_kib"),
+                tune_mode=data.get("numa_tune_mode") if "numa_tune_mode" in self.changed_data else None,
+            )
+        return data
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        """Put clean() errors about values shown under another name next to that field."""
+        if hasattr(errors, "error_dict"):
+            moved: dict[str, list] = {}
+            for name, messages in errors.error_dict.items():
+                home = name if name in self.fields else ERROR_HOMES.get(name, NON_FIELD_ERRORS)
+                if home not in self.fields:
+                    home = NON_FIELD_ERRORS
+                moved.setdefault(home, []).extend(messages)
+            errors = ValidationError(moved)
+        super()._update_errors(errors)
+
+    # -- re-rendering from what the admin typed --------------------------------------------------------------
+
+    @classmethod
+    def refreshed(cls, data, *, instance: VmConfig, changed: str, url: str) -> tuple[VmConfigForm, str, list[Change]]:
+        """An unbound dialog showing ``data`` after field ``changed`` changed: a new type applies its profile, a
+        template hands down its configuration, a pinning setting may change the migration mode. Values that do
+        not parse stay as typed. Returns the form, a heading for the note and the changes with their reasons."""
+        probe = cls(data, instance=instance, url=url)
+        values, parsed = {}, {}
+        for name, field in probe.fields.items():
+            if field.disabled:
+                raw = probe.get_initial_for_field(field, name)
+            else:
+                raw = field.widget.value_from_datadict(probe.data, probe.files, probe.add_prefix(name))
+            try:
+                parsed[name] = values[name] = field.clean(raw)
+            except ValidationError:
+                values[name] = raw
+        config = instance
+        for name in CONFIG_FIELDS:
+            if name in parsed and name != "placement_hosts":
+                setattr(config, name, parsed[name])
+        heading, changes = "", []
+        if changed == "optimized_for":
+            changes = apply_profile(config)
+            heading = f"{config.get_optimized_for_display()} settings applied"
+        elif changed == "template" and parsed.get("template"):
+            template = parsed["template"]
+            before = config.config_values()
+            inherit(config, template)
+            why = f"copied from template {template.name}"
+            changes = [
+                Change(name, getattr(config, name), why)
+                for name in CONFIG_FIELDS
+                if name in before and before[name] != getattr(config, name)
+            ]
+            hosts = list(template.placement_hosts.all())
+            values.update(
+                numa_node_count=len(template.numa_nodes or []),
+                placement_hosts=hosts,
+                start_running_on="specific" if hosts else "any",
+            )
+            heading = f"Settings of template {template.name}"
+        elif changed in ("cpu_pinning_policy", "cpu_passthrough"):
+            changes = apply_profile(config, keep={c.field for c in PROFILES[config.optimized_for]})
+            heading = "Migration mode follows the pinning settings" if changes else ""
+        for change in changes:
+            values[change.field] = change.value
+        return cls(instance=instance, initial=values, url=url), heading, changes
+
+    # -- after validation ------------------------------------------------------------------------------------
+
+    def hp_recommendations(self) -> list[tuple[str, str]]:
+        """oVirt's "High Performance Virtual Machine Settings": what an HP VM still lacks, with how to set it."""
+        return hp_recommendations(self.instance)
+
+    def describe(self, change: Change) -> tuple[str, str, str]:
+        """(label, new value as shown, reason) of a profile change."""
+        field = self.fields.get(change.field)
+        label = field.label if field else change.field
+        value = change.value
+        if isinstance(value, bool):
+            shown = "on" if value else "off"
+        elif field is not None and hasattr(field, "choices"):
+            shown = dict(field.choices).get(value, value)
+        else:
+            shown = value
+        return str(label), str(shown), change.why
+
+
+def config_form_class(model: type[VmConfig]) -> type[VmConfigForm]:
+    """The dialog's form for a VM, a template or a pool: the shared fields plus the model's own."""
+    return modelform_factory(
+        model,
+        form=VmConfigForm,
+        fields=CONFIG_FIELDS + EXTRA_FIELDS[model],
+        field_classes={"placement_hosts": HostChoiceField},
+    )
+
+
+def numa_layout(
+    existing: list[dict],
+    *,
+    count: int,
+    vcpus: int,
+    memory_mib: int,
+    hugepage_kib: int | None = None,
+    tune_mode: str | None = None,
+) -> list[dict]:
+    """vNUMA nodes for a node count: the existing ones when count, vCPUs and memory still match; else vCPUs and
+    memory split evenly (in whole hugepages when the memory allows), keeping each index's pinning."""
+    same_shape = (
+        count == len(existing)
+        and sum(len(n.get("vcpus", [])) for n in existing) == vcpus
+        and sum(n.get("memory_mib", 0) for n in existing) == memory_mib
+    )
+    if same_shape:
+        nodes = [dict(node) for node in existing]
+    else:
+        unit = (
+            hugepage_kib // 1024
+            if hugepage_kib and hugepage_kib >= 1024 and memory_mib * 1024 % hugepage_kib == 0
+            else 1
+        )
+        cpu_base, cpu_extra = divmod(vcpus, count) if count else (0, 0)
+        mem_base, mem_extra = divmod(memory_mib // unit, count) if count else (0, 0)
+        nodes, first = [], 0
+        for i in range(count):
+            previous = existing[i] if i < len(existing) else {}
+            width = cpu_base + (1 if i < cpu_extra else 0)
+            nodes.append(
+                {
+                    "index": i,
+                    "vcpus": list(range(first, first + width)),
+                    "memory_mib": (mem_base + (1 if i < mem_extra else 0)) * unit,
+                    "tune_mode": previous.get("tune_mode", "strict"),
+                    "pinned_to": list(previous.get("pinned_to") or []),
+                    "pinned_to_by_host": dict(previous.get("pinned_to_by_host") or {}),
+                }
+            )
+            first += width
+    if tune_mode:
+        for node in nodes:
+            node["tune_mode"] = tune_mode
+    return nodes
+
+
+def hp_recommendations(config: VmConfig) -> list[tuple[str, str]]:
+    if not config.is_high_performance:
+        return []
+    out = []
+    if config.cpu_pinning_policy == CpuPinningPolicy.NONE:
+        out.append(
+            (
+                "CPU pinning",
+                "Resource allocation → CPU pinning policy: Dedicated or Isolate Threads (the scheduler picks "
+                "the pCPUs on every host), or Manual with a pinning topology.",
+            )
+        )
+    numa_chosen_by_policy = config.cpu_pinning_policy in {
+        CpuPinningPolicy.DEDICATED,
+        CpuPinningPolicy.RESIZE_AND_PIN_NUMA,
+    }
+    if not numa_chosen_by_policy and not any(node.is_pinned for node in config.vnuma()):
+        out.append(
+            (
+                "vNUMA and NUMA pinning",
+                "NUMA → node count, then pin each vNUMA node to a host NUMA node in the NUMA pinning editor "
+                "(needs Host → Start running on: Specific host(s)).",
+            )
+        )
+    if not config.hugepage_kib:
+        out.append(("Hugepages", "System → Hugepages: back the memory with 2 MiB or 1 GiB pages."))
+    return out
+
+
+# -- lists -------------------------------------------------------------------------------------------------------
+
+
+class VmFilterForm(ListFilterForm):
+    cluster = forms.ModelChoiceField(Cluster.objects.all(), required=False, empty_label="Any cluster")
+    status = forms.ChoiceField(choices=with_any(VmStatus.choices, "Any status"), required=False)
+    optimized_for = forms.ChoiceField(choices=with_any(OptimizedFor.choices, "Any type"), required=False)
+    migration_mode = forms.ChoiceField(choices=with_any(MigrationMode.choices, "Any migration mode"), required=False)
+    host = forms.ModelChoiceField(Host.objects.all(), required=False, widget=forms.HiddenInput)
+
+    def apply(self, queryset, data):
+        for name in ("cluster", "status", "optimized_for", "migration_mode", "host"):
+            if data.get(name):
+                queryset = queryset.filter(**{name: data[name]})
+        return queryset
+
+
+class ConfigFilterForm(ListFilterForm):
+    cluster = forms.ModelChoiceField(Cluster.objects.all(), required=False, empty_label="Any cluster")
+    optimized_for = forms.ChoiceField(choices=with_any(OptimizedFor.choices, "Any type"), required=False)
+
+    def apply(self, queryset, data):
+        for name in ("cluster", "optimized_for"):
+            if data.get(name):
+                queryset = queryset.filter(**{name: data[name]})
+        return queryset
+
+
+# -- NUMA pinning editor -----------------------------------------------------------------------------------------
+
+
+class NodeListField(forms.CharField):
+    """Host NUMA node numbers as the editor posts them: '' (not pinned), '1' or '0,1'."""
+
+    def to_python(self, value) -> tuple[int, ...]:
+        text = super().to_python(value)
+        try:
+            return tuple(int(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise ValidationError("Give host NUMA node numbers, e.g. 1 or 0,1.", code="invalid") from None
+
+
+class NumaPinningForm(forms.Form):
+    """The pinning of each vNUMA node on each placement host. The first host's pinning is the default for
+    every host (``pinned_to``); a host whose "same as the first host" is off gets its own (``pinned_to_by_host``).
+    """
+
+    def __init__(self, config: VmConfig, hosts: list[Host], *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config = config
+        self.hosts = hosts
+        self.vnodes = config.vnuma()
+        for node in self.vnodes:
+            self.fields[f"tune-{node.index}"] = forms.ChoiceField(
+                choices=[(m, m.capitalize()) for m in TUNE_MODES], initial=node.tune_mode
+            )
+        for position, host in enumerate(hosts):
+            if position:
+                own = any(host.pk in node.pinned_to_by_host for node in self.vnodes)
+                self.fields[f"same-{host.pk}"] = forms.BooleanField(required=False, initial=not own)
+            for node in self.vnodes:
+                self.fields[f"pin-{host.pk}-{node.index}"] = NodeListField(
+                    required=False, initial=",".join(map(str, node.pinning_for(host.pk)))
+                )
+
+    def same_as_first(self, host: Host) -> bool:
+        if host is self.hosts[0]:
+            return True
+        name = f"same-{host.pk}"
+        if self.is_bound:
+            return self.fields[name].widget.value_from_datadict(self.data, self.files, name)
+        return self.fields[name].initial
+
+    def tune_mode(self, index: int) -> str:
+        name = f"tune-{index}"
+        return (self.data.get(name) if self.is_bound else None) or self.fields[name].initial
+
+    def pins(self, host: Host) -> dict[int, tuple[int, ...]]:
+        """vNUMA index -> host nodes on ``host`` as the editor shows it now (the first host's when mirrored)."""
+        if host is not self.hosts[0] and self.same_as_first(host):
+            return self.pins(self.hosts[0])
+        out = {}
+        for node in self.vnodes:
+            name = f"pin-{host.pk}-{node.index}"
+            if self.is_bound and name not in self.data and host is not self.hosts[0]:
+                out[node.index] = self.pins(self.hosts[0])[node.index]  # just switched off: start from a copy
+                continue
+            raw = self.data.get(name) if self.is_bound else self.fields[name].initial
+            try:
+                out[node.index] = self.fields[name].clean(raw)
+            except ValidationError:
+                out[node.index] = ()
+        return out
+
+    def numa_nodes(self) -> list[dict]:
+        """The vNUMA nodes with the pinning shown, as stored on the configuration."""
+        first = self.pins(self.hosts[0]) if self.hosts else {}
+        overrides = {host.pk: self.pins(host) for host in self.hosts[1:] if not self.same_as_first(host)}
+        nodes = []
+        for node in self.vnodes:
+            data = node.to_json()
+            data["tune_mode"] = self.tune_mode(node.index)
+            data["pinned_to"] = list(first.get(node.index, ()))
+            data["pinned_to_by_host"] = {
+                str(host_id): list(pins[node.index])
+                for host_id, pins in overrides.items()
+                if pins[node.index] != first.get(node.index, ())
+            }
+            nodes.append(data)
+        return nodes
+
+
+# -- Migrate dialog ----------------------------------------------------------------------------------------------
+
+
+class MigrateForm(forms.Form):
+    vm = forms.ModelMultipleChoiceField(
+        VirtualMachine.objects.select_related("cluster", "host").order_by("name"),
+        widget=forms.MultipleHiddenInput,
+        error_messages={"required": "Select at least one VM to migrate."},
+    )
+    destination = forms.ModelChoiceField(
+        Host.objects.all(), required=False, empty_label="Select Host Automatically", widget=forms.RadioSelect
+    )

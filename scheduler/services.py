@@ -1,0 +1,146 @@
+"""Scheduling against the database: snapshot, decide with the pure core, and claim under a row lock.
+
+A claim is the decision written as a pending Allocation, in a transaction that locks the chosen host's row
+and judges that host again against its allocations as they are now; two schedulers racing for the same
+pCPUs or hugepages therefore never both win. (SQLite has no row locks; there every write transaction
+starts IMMEDIATE and so holds the database's write lock, which serializes claims just the same.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from hpadmin.inventory.models import Host
+from hpadmin.vms.models import VirtualMachine
+from scheduler.core import model as core
+from scheduler.core.pipeline import schedule
+from scheduler.core.state import build_host_state
+
+from . import snapshot
+from .models import Allocation, AllocationState
+
+CLAIM_ATTEMPTS = 3  # hosts tried in rank order when others claim the first ones meanwhile
+
+
+@dataclass(frozen=True)
+class HostVerdict:
+    """A host's verdict for one VM, with the Host row for display."""
+
+    host: Host
+    eligible: bool
+    score: float | None
+    rank: int | None
+    rejections: tuple[tuple[str, str], ...]
+
+
+class NoHostError(Exception):
+    """Nothing qualifies; ``decision`` says why for every host."""
+
+    def __init__(self, message: str, decision: core.Decision | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.decision = decision
+
+
+def decide(
+    vm: VirtualMachine,
+    *,
+    action: str,
+    destination: Host | None = None,
+    force: bool = False,
+    exclude: Iterable[int] = (),
+    hosts: list[Host] | None = None,
+) -> tuple[core.Decision, dict[int, Host]]:
+    """Judge every host of the VM's cluster (or only ``hosts``) for the VM; no lock, nothing written."""
+    if hosts is None:
+        hosts = list(Host.objects.filter(cluster_id=vm.cluster_id))
+    topologies, allocations = snapshot.load_hosts(hosts)
+    states = [build_host_state(t, allocations.get(t.id, ())) for t in topologies]
+    request = core.ScheduleRequest(
+        action=action,
+        destination=destination.pk if destination else None,
+        force=force,
+        excluded_hosts=frozenset(exclude),
+    )
+    decision = schedule(states, snapshot.vm_request(vm), request, snapshot.cluster_config(vm.cluster))
+    return decision, {h.pk: h for h in hosts}
+
+
+def verdicts(decision: core.Decision, hosts: dict[int, Host]) -> list[HostVerdict]:
+    """The decision per host: eligible ones by rank first, then the refused ones by name."""
+    out = [
+        HostVerdict(
+            host=hosts[v.host_id],
+            eligible=v.eligible,
+            score=v.score,
+            rank=v.rank,
+            rejections=tuple((r.filter, r.reason) for r in v.rejections),
+        )
+        for v in decision.verdicts
+    ]
+    return sorted(out, key=lambda v: (not v.eligible, v.rank or 0, v.host.name))
+
+
+def claim(
+    vm: VirtualMachine,
+    *,
+    action: str,
+    destination: Host | None = None,
+    force: bool = False,
+    exclude: Iterable[int] = (),
+    job=None,
+) -> Allocation:
+    """Decide and write the result as a pending Allocation on the chosen host; raises NoHostError."""
+    decision, hosts = decide(vm, action=action, destination=destination, force=force, exclude=exclude)
+    if decision.error is not None:
+        raise NoHostError(decision.error.message, decision)
+    for host_id in decision.ranked[:CLAIM_ATTEMPTS]:
+        allocation = _claim_on(vm, hosts[host_id], action=action, force=force, job=job)
+        if allocation is not None:
+            return allocation
+    raise NoHostError(f"Every suitable host for {vm.name} was taken by other placements meanwhile.", decision)
+
+
+def _claim_on(vm: VirtualMachine, host: Host, *, action: str, force: bool, job) -> Allocation | None:
+    with transaction.atomic():
+        locked = Host.objects.select_for_update().get(pk=host.pk)
+        decision, _ = decide(vm, action=action, destination=locked, force=force, hosts=[locked])
+        placement = decision.placement
+        if decision.chosen != locked.pk or placement is None:
+            return None
+        return Allocation.objects.create(
+            vm=vm,
+            host=locked,
+            state=AllocationState.PENDING,
+            job=job,
+            vcpus=placement.vcpus,
+            exclusive_cpus=sorted(placement.exclusive_cpus),
+            shared_cpus=sorted(placement.shared_cpus),
+            memory_mib={str(n): m for n, m in placement.memory_mib.items()},
+            hugepages={str(n): {str(s): p for s, p in pages.items()} for n, pages in placement.hugepages.items()},
+            numa_mapping={str(v): h for v, h in placement.numa.items()},
+            cpu_pinning={str(v): sorted(cpus) for v, cpus in placement.vcpu_pins.items()},
+            topology=list(placement.topology),
+            emulator_cpus=sorted(placement.emulator_cpus),
+            iothread_cpus=sorted(placement.io_thread_cpus),
+        )
+
+
+def activate(allocation: Allocation) -> None:
+    """The VM now runs where ``allocation`` was claimed: it becomes the VM's only active allocation."""
+    with transaction.atomic():
+        Allocation.objects.filter(vm_id=allocation.vm_id, state=AllocationState.ACTIVE).delete()
+        allocation.state = AllocationState.ACTIVE
+        allocation.job = None
+        allocation.save(update_fields=["state", "job"])
+
+
+def release(vm: VirtualMachine, *, state: str | None = None) -> None:
+    """Drop the VM's allocations (only the pending claim, or only the active one, when ``state`` says)."""
+    rows = Allocation.objects.filter(vm=vm)
+    if state:
+        rows = rows.filter(state=state)
+    rows.delete()
