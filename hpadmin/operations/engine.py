@@ -54,7 +54,9 @@ def run_job(job_id: int) -> str:
     """Schedule, claim, migrate; retry elsewhere on failure when the scheduler chooses. Returns the end state."""
     from .services import dispatch_pending, saturated_destinations
 
-    job = MigrationJob.objects.select_related("vm__cluster", "source", "requested_by").get(pk=job_id)
+    job = MigrationJob.objects.select_related("vm__cluster", "source", "requested_by").filter(pk=job_id).first()
+    if job is None:
+        return "missing"  # deleted with its VM meanwhile
     if job.state == JobState.MIGRATING:
         # A redelivered task whose worker died: settle it from what the hypervisors say.
         reconcile(job)
