@@ -1,5 +1,6 @@
 """Manual and automatic live migration through the services and the engine, on simulated hosts."""
 
+import socket
 import threading
 import time
 
@@ -351,3 +352,51 @@ def test_post_copy_saves_a_never_converging_vm(cluster, hosts, django_capture_on
     fault(hosts[0], FaultKind.NEVER_CONVERGE)
     (job,) = run([vm], django_capture_on_commit_callbacks, force=True)
     assert job.state == JobState.SUCCEEDED and job.downtime_ms == 20.0
+
+
+# -- recovery ---------------------------------------------------------------------------------------------------
+
+
+def orphan(vm, source, destination, claim_host):
+    """A job left in 'migrating' by a worker process that no longer exists, with its pending claim."""
+    job = MigrationJob.objects.create(
+        vm=vm,
+        source=source,
+        destination=destination,
+        mode="automatic",
+        force=True,
+        state=JobState.MIGRATING,
+        worker=f"{socket.gethostname()}:999999",
+    )
+    claim = active(vm)
+    claim.pk, claim.state, claim.host, claim.job = None, "pending", claim_host, job
+    claim.save()
+    return job
+
+
+def test_recovery_finds_the_vm_on_the_destination(cluster, hosts):
+    vm = running_vm(cluster, hosts[0])
+    job = orphan(vm, hosts[0], hosts[1], hosts[1])
+    SimulatedDomain.objects.filter(name=vm.name).update(host_uri=hosts[1].uri)  # the copy had finished
+    assert engine.reconcile_orphans() == [job.pk]
+    job.refresh_from_db()
+    vm.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED and vm.host == hosts[1]
+    assert list(Allocation.objects.filter(vm=vm).values_list("host", "state")) == [(hosts[1].pk, "active")]
+
+
+def test_recovery_finds_the_vm_on_the_source(cluster, hosts):
+    vm = running_vm(cluster, hosts[0])
+    before = active(vm)
+    job = orphan(vm, hosts[0], hosts[1], hosts[1])
+    assert engine.reconcile_orphans() == [job.pk]
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED and "still runs on h1" in job.error
+    assert list(Allocation.objects.filter(vm=vm).values_list("pk", "state")) == [(before.pk, "active")]
+
+
+def test_recovery_leaves_jobs_of_live_workers_alone(cluster, hosts):
+    vm = running_vm(cluster, hosts[0])
+    job = orphan(vm, hosts[0], hosts[1], hosts[1])
+    MigrationJob.objects.filter(pk=job.pk).update(worker=engine.worker_id())
+    assert engine.reconcile_orphans() == []
