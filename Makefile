@@ -45,7 +45,7 @@ test: setup
 ## Two real libvirt daemons on this machine and a live migration between them (needs root).
 test-libvirt: setup
 	scripts/system-packages libvirt
-	HPADMIN_LIBVIRT_TESTBED=1 $(PYTEST) -p no:cacheprovider -v -m libvirt tests/hypervisor/test_libvirt_testbed.py
+	HPADMIN_LIBVIRT_TESTBED=1 $(PYTEST) -p no:cacheprovider -v -m libvirt tests/hypervisor/test_libvirt_testbed.py tests/operations/test_libvirt_engine.py
 
 bench: setup
 	$(PY) benchmarks/bench_scheduler.py

@@ -140,13 +140,15 @@ class MigrationOptions:
 
 @dataclass(frozen=True)
 class MigrationProgress:
+    """A snapshot of a running migration; ``percent`` never goes back between reports."""
+
     phase: MigrationPhase
     percent: float
     data_total_mib: float
     data_remaining_mib: float
     dirty_rate_mibps: float
-    iteration: int
-    downtime_ms: float | None = None
+    iteration: int  # pre-copy pass
+    downtime_ms: float | None = None  # expected while it runs (if estimated), actual once complete
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ class Driver(Protocol):
         ...
 
     def stop(self, uri: str, name: str) -> None:
-        """Power the domain off and undefine it."""
+        """Power the domain off and undefine it; ``not_found`` when the host has no such domain."""
         ...
 
     def migrate(
@@ -206,7 +208,9 @@ class Driver(Protocol):
         """Cancel the domain's running migration; works from any process."""
         ...
 
-    def applied_pinning(self, uri: str, name: str) -> AppliedPinning: ...
+    def applied_pinning(self, uri: str, name: str) -> AppliedPinning:
+        """The running domain's pinning as the hypervisor applied it."""
+        ...
 
 
 _LIBVIRT_SCHEMES = frozenset({"qemu", "qemu+tcp", "qemu+ssh", "qemu+unix", "qemu+tls", "test"})

@@ -1,0 +1,105 @@
+"""The whole path on real libvirt hosts: hosts added through the driver, a VM started by the scheduler,
+``migrate_vms`` carried out by a Celery worker process, and a refused migration that leaves the VM be.
+
+Needs root and the testbed (``make test-libvirt``)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import libvirt
+import pytest
+
+from hpadmin.inventory.services import add_host
+from hpadmin.operations.models import JobState, MigrationJob
+from hpadmin.operations.services import migrate_vms, start_vm, stop_vm
+from scheduler.models import Allocation
+from tests.factories import make_cluster, make_vm
+from tests.hypervisor.test_libvirt_testbed import qemu_pid, testbed, vcpu_affinity  # noqa: F401 - fixture
+from tests.operations.test_worker import wait_for, workers  # noqa: F401 - fixture
+
+pytestmark = [
+    pytest.mark.libvirt,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        os.environ.get("HPADMIN_LIBVIRT_TESTBED") != "1",
+        reason="real libvirt daemons: set HPADMIN_LIBVIRT_TESTBED=1 and run as root (make test-libvirt)",
+    ),
+]
+
+
+def pins(uri: str, name: str) -> tuple[int, ...]:
+    conn = libvirt.open(uri)
+    try:
+        dom = conn.lookupByName(name)
+        assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        return tuple(i for i, on in enumerate(dom.vcpuPinInfo(0)[0]) if on)
+    finally:
+        conn.close()
+
+
+def domains(uri: str) -> list[str]:
+    conn = libvirt.open(uri)
+    try:
+        return [d.name() for d in conn.listAllDomains()]
+    finally:
+        conn.close()
+
+
+def test_migrate_vms_through_a_worker_on_real_hosts(testbed, workers):  # noqa: F811
+    cluster = make_cluster()
+    host_a = add_host(cluster, "libvirt-a", testbed.a)
+    host_b = add_host(cluster, "libvirt-b", testbed.b)
+    assert host_a.cpus.count() >= 2 and host_a.numa_nodes.exists()
+
+    # pCPU 0 of B is held by another VM, so the destination's pinning must differ from the source's.
+    blocker = make_vm(cluster, name=f"blocker-{uuid.uuid4().hex[:6]}")
+    Allocation.objects.create(vm=blocker, host=host_b, state="active", vcpus=1, exclusive_cpus=[0])
+    vm = make_vm(
+        cluster,
+        name=f"hp-engine-{uuid.uuid4().hex[:6]}",
+        optimized_for="server",
+        cores=1,
+        memory_mib=128,
+        cpu_pinning_policy="dedicated",
+        memory_balloon=False,
+    )
+    vm = start_vm(vm, host=host_a)
+    assert Allocation.objects.get(vm=vm).exclusive_cpus == [0]
+    assert pins(testbed.a, vm.name) == (0,)
+
+    worker = workers()
+    started = time.monotonic()
+    (job,) = migrate_vms([vm], force=True, reason_text="real hosts")
+    wait_for(lambda: not MigrationJob.objects.get(pk=job.pk).is_active, 120, "the migration", [worker.log])
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED, job.error
+    print(f"migration through the worker took {time.monotonic() - started:.1f} s, downtime {job.downtime_ms} ms")
+    allocation = Allocation.objects.get(vm=vm)
+    assert (allocation.host, allocation.exclusive_cpus) == (host_b, [1])
+    assert pins(testbed.b, vm.name) == (1,)
+    assert vcpu_affinity(qemu_pid(testbed, testbed.b, vm.name), 0) == (1,)
+    assert vm.name not in domains(testbed.a)
+
+    # A domain of the same name defined on A makes libvirt refuse the way back: the VM stays on B as it was.
+    conn = libvirt.open(testbed.a)
+    squatter = conn.defineXML(
+        f"<domain type='qemu'><name>{vm.name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        "<os><type arch='x86_64'>hvm</type></os></domain>"
+    )
+    try:
+        (back,) = migrate_vms([vm], host_a, force=True)
+        wait_for(lambda: not MigrationJob.objects.get(pk=back.pk).is_active, 120, "the refusal", [worker.log])
+        back.refresh_from_db()
+        assert back.state == JobState.FAILED and back.attempt == 1
+        vm.refresh_from_db()
+        assert vm.host == host_b and vm.status == "up"
+        assert list(Allocation.objects.filter(vm=vm).values_list("pk", "state")) == [(allocation.pk, "active")]
+        assert pins(testbed.b, vm.name) == (1,)
+    finally:
+        squatter.undefine()
+        conn.close()
+        stop_vm(vm)
+    assert vm.name not in domains(testbed.b)
