@@ -5,39 +5,71 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('inventory', '0001_initial'),
-        ('operations', '0001_initial'),
-        ('vms', '0001_initial'),
+        ("inventory", "0001_initial"),
+        ("operations", "0001_initial"),
+        ("vms", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Allocation',
+            name="Allocation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('active', 'Active'), ('pending', 'Pending')], max_length=8)),
-                ('vcpus', models.PositiveSmallIntegerField()),
-                ('exclusive_cpus', models.JSONField(blank=True, default=list)),
-                ('shared_cpus', models.JSONField(blank=True, default=list)),
-                ('memory_mib', models.JSONField(blank=True, default=dict)),
-                ('hugepages', models.JSONField(blank=True, default=dict)),
-                ('numa_mapping', models.JSONField(blank=True, default=dict)),
-                ('cpu_pinning', models.JSONField(blank=True, default=dict)),
-                ('topology', models.JSONField(blank=True, default=list, help_text='[sockets, cores, threads] applied; differs under Resize and Pin NUMA.')),
-                ('emulator_cpus', models.JSONField(blank=True, default=list)),
-                ('iothread_cpus', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('host', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='allocations', to='inventory.host')),
-                ('job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='allocations', to='operations.migrationjob')),
-                ('vm', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='allocations', to='vms.virtualmachine')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("state", models.CharField(choices=[("active", "Active"), ("pending", "Pending")], max_length=8)),
+                ("vcpus", models.PositiveSmallIntegerField()),
+                ("exclusive_cpus", models.JSONField(blank=True, default=list)),
+                ("shared_cpus", models.JSONField(blank=True, default=list)),
+                ("memory_mib", models.JSONField(blank=True, default=dict)),
+                ("hugepages", models.JSONField(blank=True, default=dict)),
+                ("numa_mapping", models.JSONField(blank=True, default=dict)),
+                ("cpu_pinning", models.JSONField(blank=True, default=dict)),
+                (
+                    "topology",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="[sockets, cores, threads] applied; differs under Resize and Pin NUMA.",
+                    ),
+                ),
+                ("emulator_cpus", models.JSONField(blank=True, default=list)),
+                ("iothread_cpus", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "host",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="allocations", to="inventory.host"
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="allocations",
+                        to="operations.migrationjob",
+                    ),
+                ),
+                (
+                    "vm",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="allocations", to="vms.virtualmachine"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['host', 'vm'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('state', 'active')), fields=('vm',), name='one_active_allocation_per_vm'), models.UniqueConstraint(condition=models.Q(('state', 'pending')), fields=('vm',), name='one_pending_allocation_per_vm')],
+                "ordering": ["host", "vm"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("state", "active")), fields=("vm",), name="one_active_allocation_per_vm"
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("state", "pending")), fields=("vm",), name="one_pending_allocation_per_vm"
+                    ),
+                ],
             },
         ),
     ]
