@@ -47,6 +47,11 @@ test-libvirt: setup
 	scripts/system-packages libvirt
 	HPADMIN_LIBVIRT_TESTBED=1 $(PYTEST) -p no:cacheprovider -v -m libvirt tests/hypervisor/test_libvirt_testbed.py tests/operations/test_libvirt_engine.py
 
+## The admin's flow in Debian's Chromium, driven by Playwright; screenshots in artifacts/screenshots/.
+test-browser: setup
+	scripts/system-packages browser
+	HPADMIN_BROWSER_TESTS=1 $(PYTEST) -p no:cacheprovider -v -m browser tests/browser
+
 bench: setup
 	$(PY) benchmarks/bench_scheduler.py
 

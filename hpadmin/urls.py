@@ -4,7 +4,10 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("hpadmin.api.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("hpadmin.inventory.urls")),
+    path("", include("hpadmin.vms.urls")),
+    path("", include("hpadmin.operations.urls")),
 ]

@@ -25,13 +25,18 @@ def allocation_to_core(row: Allocation) -> core.Allocation:
     )
 
 
-def load_hosts(
-    hosts: Iterable[Host] | None = None, *, cluster: Cluster | None = None
-) -> tuple[list[core.HostTopology], dict[int, list[core.Allocation]]]:
-    """Topologies and allocations of the given hosts (or every host of ``cluster``): four queries in all."""
-    if hosts is None:
-        hosts = Host.objects.filter(cluster=cluster)
-    hosts = list(hosts) if not isinstance(hosts, list) else hosts
+# Host topologies change only when capabilities are imported (which stamps ``refreshed_at``), so each process
+# keeps them between decisions and reads only what changed: a dialog that judges every host of a large
+# cluster then costs one query for the allocations.
+_topologies: dict[int, tuple[tuple, core.HostTopology]] = {}
+
+
+def _topology_key(host: Host) -> tuple:
+    return (host.refreshed_at, host.status, host.sockets, host.cores_per_socket, host.threads_per_core)
+
+
+def _load_topologies(hosts: list[Host]) -> None:
+    """Read the CPUs, NUMA nodes and hugepage pools of ``hosts`` (three queries) into the cache."""
     ids = [h.pk for h in hosts]
     cpus: dict[int, list] = defaultdict(list)
     for host_id, cpu_id, socket, core_id, node, online in HostCpu.objects.filter(host_id__in=ids).values_list(
@@ -48,38 +53,45 @@ def load_hosts(
         "host_id", "node_index", "size_kib", "total"
     ):
         pools[host_id][node][size] = total
-    allocations: dict[int, list[core.Allocation]] = defaultdict(list)
-    for row in Allocation.objects.filter(host_id__in=ids):
-        allocations[row.host_id].append(allocation_to_core(row))
-
-    topologies = []
     for host in hosts:
         host_cpus = sorted(cpus[host.pk])
         node_cpus: dict[int, set[int]] = defaultdict(set)
         for cpu_id, _, _, node, _ in host_cpus:
             if node is not None:
                 node_cpus[node].add(cpu_id)
-        topologies.append(
-            core.HostTopology(
-                id=host.pk,
-                name=host.name,
-                status=host.status,
-                cpu_flags=frozenset(host.cpu_flags),
-                sockets=host.sockets,
-                cores_per_socket=host.cores_per_socket,
-                threads_per_core=host.threads_per_core,
-                cpus=tuple(core.HostCpu(c[0], c[1], c[2], c[3]) for c in host_cpus),
-                online_cpus=frozenset(c[0] for c in host_cpus if c[4]),
-                numa_nodes=tuple(
-                    core.HostNumaNode(index, frozenset(node_cpus[index]), memory, dict(pools[host.pk].get(index, {})))
-                    for index, memory in sorted(nodes[host.pk])
-                ),
-                memory_mib=host.memory_mib,
-                hugepages=dict(pools[host.pk].get(None, {})),
-                tsc_khz=host.tsc_khz,
-            )
+        topology = core.HostTopology(
+            id=host.pk,
+            name=host.name,
+            status=host.status,
+            cpu_flags=frozenset(host.cpu_flags),
+            sockets=host.sockets,
+            cores_per_socket=host.cores_per_socket,
+            threads_per_core=host.threads_per_core,
+            cpus=tuple(core.HostCpu(c[0], c[1], c[2], c[3]) for c in host_cpus),
+            online_cpus=frozenset(c[0] for c in host_cpus if c[4]),
+            numa_nodes=tuple(
+                core.HostNumaNode(index, frozenset(node_cpus[index]), memory, dict(pools[host.pk].get(index, {})))
+                for index, memory in sorted(nodes[host.pk])
+            ),
+            memory_mib=host.memory_mib,
+            hugepages=dict(pools[host.pk].get(None, {})),
+            tsc_khz=host.tsc_khz,
         )
-    return topologies, dict(allocations)
+        _topologies[host.pk] = (_topology_key(host), topology)
+
+
+def load_hosts(
+    hosts: Iterable[Host] | None = None, *, cluster: Cluster | None = None
+) -> tuple[list[core.HostTopology], dict[int, list[core.Allocation]]]:
+    """Topologies and allocations of the given hosts (or every host of ``cluster``), in at most five queries."""
+    hosts = list(Host.objects.filter(cluster=cluster) if hosts is None else hosts)
+    stale = [h for h in hosts if _topologies.get(h.pk, ((),))[0] != _topology_key(h)]
+    if stale:
+        _load_topologies(stale)
+    allocations: dict[int, list[core.Allocation]] = defaultdict(list)
+    for row in Allocation.objects.filter(host_id__in=[h.pk for h in hosts]):
+        allocations[row.host_id].append(allocation_to_core(row))
+    return [_topologies[h.pk][1] for h in hosts], dict(allocations)
 
 
 def cluster_config(cluster: Cluster) -> core.ClusterConfig:

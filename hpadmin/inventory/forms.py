@@ -14,6 +14,14 @@ class ListFilterForm(forms.Form):
     q = forms.CharField(required=False, label="Search", widget=forms.TextInput(attrs={"type": "search"}))
     search_fields: tuple[str, ...] = ("name__icontains",)
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "filter-%s")  # the page may hold a dialog with fields of the same names
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            css = "form-select" if isinstance(field.widget, forms.Select) else "form-control"
+            field.widget.attrs.setdefault("class", f"{css} {css}-sm")
+        self.fields["q"].widget.attrs.setdefault("placeholder", "Name contains…")
+
     def filter(self, queryset: QuerySet) -> QuerySet:
         self.is_valid()  # values that do not parse are simply missing from cleaned_data
         data = self.cleaned_data

@@ -4,6 +4,7 @@ Migrate dialog. Every rule lives in ``VmConfig.clean()``; these forms only turn 
 from __future__ import annotations
 
 import json
+from functools import cached_property
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -75,6 +76,15 @@ LIVE_FIELDS = ("cpu_pinning", "emulator_pinning")
 # clean() errors about values the dialog shows under another name.
 ERROR_HOMES = {"numa_nodes": "numa_node_count", "host": "cluster", "pool": "cluster"}
 
+# What an empty choice means, in the dialog's words.
+EMPTY_CHOICES = {
+    "cluster": "Choose a cluster",
+    "template": "Blank (no template)",
+    "migration_policy": "Inherit from cluster setting",
+    "hugepage_kib": "None (small pages)",
+}
+LABELS = {"placement_hosts": "Hosts", "max_downtime_ms": "Custom migration downtime (ms, empty: the policy's)"}
+
 HELP = {
     "optimized_for": "High Performance sets pass-through host CPU, one I/O thread, no emulated extras and "
     "'Allow manual migration only'; the note above the tabs lists every change.",
@@ -119,7 +129,6 @@ class VmConfigForm(forms.ModelForm):
     def __init__(self, *args, url: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         instance = self.instance
-        self.tabs = [(key, label, [n for n in names if n in self.fields]) for key, label, names in TABS]
         if "start_running_on" not in self.initial:
             has_hosts = bool(instance.pk) and instance.placement_hosts.exists()
             self.initial["start_running_on"] = "specific" if has_hosts else "any"
@@ -140,7 +149,30 @@ class VmConfigForm(forms.ModelForm):
         for name, text in HELP.items():
             if name in self.fields:
                 self.fields[name].help_text = text
+        for name, label in LABELS.items():
+            self.fields[name].label = label
+        for name, label in EMPTY_CHOICES.items():
+            if name in self.fields:
+                field = self.fields[name]
+                if hasattr(field, "empty_label"):
+                    field.empty_label = label
+                else:
+                    field.choices = [
+                        ("", label) if value in ("", None) else (value, text) for value, text in field.choices
+                    ]
         self._style(url)
+
+    @cached_property
+    def tabs(self) -> list[dict]:
+        """The dialog's tabs with their bound fields, marking those with errors (read when rendering)."""
+        out = []
+        for key, label, names in TABS:
+            fields = [self[name] for name in names if name in self.fields]
+            for field in fields:
+                if field.errors:
+                    field.field.widget.attrs["class"] += " is-invalid"
+            out.append({"key": key, "label": label, "fields": fields, "errors": any(f.errors for f in fields)})
+        return out
 
     def _value(self, name: str):
         if self.is_bound:
@@ -239,13 +271,14 @@ class VmConfigForm(forms.ModelForm):
             heading = f"{config.get_optimized_for_display()} settings applied"
         elif changed == "template" and parsed.get("template"):
             template = parsed["template"]
-            before = config.config_values()
+            names = [name for name in CONFIG_FIELDS if name != "placement_hosts"]
+            before = {name: config.serializable_value(name) for name in names}
             inherit(config, template)
             why = f"copied from template {template.name}"
             changes = [
                 Change(name, getattr(config, name), why)
-                for name in CONFIG_FIELDS
-                if name in before and before[name] != getattr(config, name)
+                for name in names
+                if before[name] != config.serializable_value(name)
             ]
             hosts = list(template.placement_hosts.all())
             values.update(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from scheduler.core.cpuset import format_cpuset
@@ -86,6 +87,57 @@ def vnuma_summary(numa_nodes) -> str:
 @register.filter
 def percent(value) -> int:
     return max(0, min(100, round(float(value or 0))))
+
+
+PLAIN = "light border"
+
+
+@register.simple_tag
+def hp_badges(config) -> str:
+    """A VM's (template's, pool's) HP settings at a glance: type, CPU pinning, vNUMA, hugepages, host CPU, HA.
+    Built in Python: list pages show it on every row."""
+    badges = []
+    if config.optimized_for == "high_performance":
+        badges.append(("primary", "Optimized for: High Performance", "HP"))
+    elif config.optimized_for == "desktop":
+        badges.append((PLAIN, "Optimized for: Desktop", "Desktop"))
+    if config.cpu_pinning_policy != "none":
+        policy = config.get_cpu_pinning_policy_display()
+        text = f"{policy} pinning" if config.cpu_pinning_policy == "manual" else policy
+        pinning = f": {config.cpu_pinning}" if config.cpu_pinning else ""
+        badges.append((PLAIN, f"CPU pinning policy{pinning}", text))
+    numa = vnuma_summary(config.numa_nodes)
+    if numa:
+        badges.append((PLAIN, "Virtual NUMA nodes", numa))
+    if config.hugepage_kib:
+        badges.append((PLAIN, "Memory backed by hugepages", f"{kib_page(config.hugepage_kib)} pages"))
+    if config.cpu_passthrough:
+        badges.append((PLAIN, "Pass-through host CPU", "host CPU"))
+    if config.high_availability:
+        badges.append((PLAIN, f"Highly available, priority {config.ha_priority}", "HA"))
+    return format_html(
+        '<span class="hp-badges">{}</span>',
+        format_html_join(" ", '<span class="badge text-bg-{}" title="{}">{}</span>', badges),
+    )
+
+
+@register.simple_tag
+def migration_mode_badge(config) -> str:
+    """The migration mode in two words, with oVirt's full wording as the title."""
+    return format_html(
+        '<span class="badge text-bg-{}" title="Migration mode: {}">{}</span>',
+        badge_color(config.migration_mode, "migration_mode"),
+        config.get_migration_mode_display(),
+        mode_short(config.migration_mode),
+    )
+
+
+@register.simple_tag(takes_context=True)
+def nav_active(context, *prefixes: str) -> str:
+    """'active' when the current URL's name starts with one of ``prefixes`` (e.g. 'vm-')."""
+    match = getattr(context.get("request"), "resolver_match", None)
+    name = getattr(match, "url_name", "") or ""
+    return "active" if any(name.startswith(p) for p in prefixes) else ""
 
 
 @register.inclusion_tag("hpadmin/includes/sort_header.html", takes_context=True)

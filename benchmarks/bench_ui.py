@@ -1,0 +1,145 @@
+"""Server render time of hpadmin's list pages at 1,000 hosts and 10,000 VMs (target: 150 ms a page).
+
+Builds the inventory with ``manage.py demo --no-start --hosts 1000 --vms 10000`` into a temporary SQLite
+database (``HPADMIN_VAR_DIR``), then requests every list page through Django's test client as a logged-in
+admin and prints the median and slowest time, the query count and the size of each page.
+
+    .venv/bin/python benchmarks/bench_ui.py [--hosts 1000] [--vms 10000] [--repeat 15] [--var-dir DIR]
+
+``--var-dir`` reuses (or keeps) a database instead of building a fresh one in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_MS = 150.0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--vms", type=int, default=10000)
+    parser.add_argument("--repeat", type=int, default=15, help="Timed requests per page.")
+    parser.add_argument("--var-dir", help="Use this directory for the database instead of a temporary one.")
+    return parser.parse_args()
+
+
+def setup_django(var_dir: str) -> None:
+    os.environ["HPADMIN_VAR_DIR"] = var_dir
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hpadmin.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def build(hosts: int, vms: int) -> float:
+    from django.core.management import call_command
+
+    started = time.perf_counter()
+    call_command("migrate", verbosity=0, interactive=False)
+    call_command("demo", "--no-start", "--hosts", str(hosts), "--vms", str(vms), stdout=open(os.devnull, "w"))  # noqa: SIM115
+    return time.perf_counter() - started
+
+
+def pages() -> list[tuple[str, str, dict]]:
+    from django.urls import reverse
+
+    from hpadmin.inventory.models import Cluster, Host
+    from hpadmin.vms.models import VirtualMachine
+
+    scale = Cluster.objects.get(name="scale")
+    host = Host.objects.filter(cluster=scale).order_by("-sockets", "name").first()
+    vm = VirtualMachine.objects.filter(cluster=scale).order_by("name").first()
+    htmx = {"HX-Request": "true"}
+    vms, hosts = reverse("vm-list"), reverse("host-list")
+    return [
+        ("VMs, first page", vms, {}),
+        ("VMs, sorted by memory, page 150", f"{vms}?sort=-memory&page=150", {}),
+        ("VMs, HP in the scale cluster", f"{vms}?optimized_for=high_performance&cluster={scale.pk}", {}),
+        ("VMs, name search (htmx table)", f"{vms}?q=vm0042", htmx),
+        ("VMs, sorted by vCPUs (htmx table)", f"{vms}?sort=-vcpus", htmx),
+        ("Hosts, first page", hosts, {}),
+        ("Hosts, sorted by VM count", f"{hosts}?sort=-vms", {}),
+        ("Hosts, without NUMA, last page", f"{hosts}?numa=no&page=4", {}),
+        ("Clusters", reverse("cluster-list"), {}),
+        ("Templates", reverse("template-list"), {}),
+        ("Pools", reverse("pool-list"), {}),
+        ("Jobs", reverse("job-list"), {}),
+        ("Events", reverse("event-list"), {}),
+        ("Overview", reverse("overview"), {}),
+        ("Host page (topology)", host.get_absolute_url(), {}),
+        ("VM page", vm.get_absolute_url(), {}),
+    ]
+
+
+def measure(repeat: int) -> list[dict]:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="admin"))
+    results = []
+    for label, url, headers in pages():
+        response = client.get(url, headers=headers)  # warm up caches and the template loader
+        assert response.status_code == 200, (url, response.status_code)
+        with CaptureQueriesContext(connection) as queries:
+            client.get(url, headers=headers)
+        query_count = len(queries)  # read now: the next request clears the connection's query log
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            client.get(url, headers=headers)
+            times.append((time.perf_counter() - started) * 1000)
+        results.append(
+            {
+                "label": label,
+                "median": statistics.median(times),
+                "max": max(times),
+                "queries": query_count,
+                "kib": len(response.content) / 1024,
+            }
+        )
+    return results
+
+
+def main() -> int:
+    args = parse_args()
+    var_dir = args.var_dir or tempfile.mkdtemp(prefix="hpadmin-bench-ui-")
+    Path(var_dir).mkdir(parents=True, exist_ok=True)
+    setup_django(var_dir)
+    seconds = build(args.hosts, args.vms)
+
+    from hpadmin.inventory.models import Host
+    from hpadmin.vms.models import VirtualMachine
+
+    print(
+        f"Inventory: {Host.objects.count():,} hosts, {VirtualMachine.objects.count():,} VMs "
+        f"(built or checked in {seconds:.1f} s, SQLite in {var_dir})"
+    )
+    print(f"Server render time per page, {args.repeat} requests each, target {TARGET_MS:.0f} ms:\n")
+    print(f"{'page':<40} {'median ms':>10} {'max ms':>8} {'queries':>8} {'KiB':>6}")
+    slow = 0
+    for row in measure(args.repeat):
+        verdict = "" if row["median"] <= TARGET_MS else "  over target"
+        slow += bool(verdict)
+        print(
+            f"{row['label']:<40} {row['median']:>10.1f} {row['max']:>8.1f} {row['queries']:>8} "
+            f"{row['kib']:>6.0f}{verdict}"
+        )
+    print(f"\n{'All pages within' if not slow else f'{slow} page(s) over'} the {TARGET_MS:.0f} ms target.")
+    return 1 if slow else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""REST API v1: thin viewsets that parse, authorize and call the services."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from hpadmin.inventory.models import Cluster, Host
+from hpadmin.inventory.services import refresh_capabilities
+from hpadmin.operations.models import ACTIVE_JOB_STATES, Event, MigrationJob
+from hpadmin.operations.services import (
+    OperationError,
+    cancel_migration,
+    migrate_vms,
+    migration_candidates,
+    start_vm,
+    stop_vm,
+)
+from hpadmin.vms.models import Pool, Template, VirtualMachine, VmStatus
+
+from . import filters, serializers
+from .exceptions import exception_handler
+from .permissions import IsAdminOrReadOnly
+
+BAD_INPUT = OpenApiResponse(OpenApiTypes.OBJECT, description="Bad input: messages per field.")
+CONFLICT = OpenApiResponse(serializers.ErrorSerializer, description="The object's state does not allow it.")
+REFUSED = OpenApiResponse(serializers.ErrorSerializer, description="Refused, with the reasons.")
+HYPERVISOR_FAILED = OpenApiResponse(serializers.ErrorSerializer, description="The hypervisor failed.")
+
+
+class ApiViewMixin:
+    """What every API view shares: admins write, everyone signed in reads, refusals are 4xx/502 answers.
+
+    Token authentication comes first so that a request without credentials gets 401 (with a
+    ``WWW-Authenticate`` header) rather than 403.
+    """
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAdminOrReadOnly]
+
+    def get_exception_handler(self):
+        return exception_handler
+
+
+@extend_schema_view(destroy=extend_schema(responses={204: None, 409: CONFLICT}))
+class ClusterViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    queryset = Cluster.objects.all()
+    serializer_class = serializers.ClusterSerializer
+    filterset_class = filters.ClusterFilter
+    ordering_fields = ["id", "name"]
+
+
+class HostViewSet(
+    ApiViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    """Hosts with their topology as the hypervisor reports it; adding one reads that topology."""
+
+    queryset = Host.objects.prefetch_related("numa_nodes", "cpus", "hugepage_pools", "allocations")
+    serializer_class = serializers.HostSerializer
+    filterset_class = filters.HostFilter
+    ordering_fields = ["id", "name", "status", "memory_mib"]
+
+    def get_serializer_class(self):
+        return serializers.HostCreateSerializer if self.action == "create" else serializers.HostSerializer
+
+    def host_response(self, host: Host, code: int = status.HTTP_200_OK) -> Response:
+        host = self.get_queryset().get(pk=host.pk)
+        data = serializers.HostSerializer(host, context=self.get_serializer_context()).data
+        headers = {"Location": str(data["url"])} if code == status.HTTP_201_CREATED else None
+        return Response(data, status=code, headers=headers)
+
+    @extend_schema(
+        request=serializers.HostCreateSerializer,
+        responses={201: serializers.HostSerializer, 400: BAD_INPUT, 409: HYPERVISOR_FAILED, 502: HYPERVISOR_FAILED},
+    )
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self.host_response(serializer.save(), status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=None,
+        responses={200: serializers.HostSerializer, 409: HYPERVISOR_FAILED, 502: HYPERVISOR_FAILED},
+    )
+    @action(detail=True, methods=["post"])
+    def refresh(self, request: Request, pk=None) -> Response:
+        """Read the host's topology from its hypervisor again."""
+        return self.host_response(refresh_capabilities(self.get_object()))
+
+
+@extend_schema_view(destroy=extend_schema(responses={204: None, 409: CONFLICT}))
+class TemplateViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    queryset = Template.objects.prefetch_related("placement_hosts")
+    serializer_class = serializers.TemplateSerializer
+    filterset_class = filters.TemplateFilter
+    ordering_fields = ["id", "name", "memory_mib"]
+
+
+class PoolViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    queryset = Pool.objects.prefetch_related("placement_hosts")
+    serializer_class = serializers.PoolSerializer
+    filterset_class = filters.PoolFilter
+    ordering_fields = ["id", "name", "size"]
+
+
+@extend_schema_view(destroy=extend_schema(responses={204: None, 409: CONFLICT}))
+class VirtualMachineViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    """VMs, and what can be done to them: start, stop, migrate, cancel a migration, ask where they could go."""
+
+    queryset = VirtualMachine.objects.prefetch_related("placement_hosts")
+    serializer_class = serializers.VirtualMachineSerializer
+    filterset_class = filters.VirtualMachineFilter
+    ordering_fields = ["id", "name", "status", "memory_mib", "created_at"]
+
+    def perform_destroy(self, instance: VirtualMachine) -> None:
+        if instance.status != VmStatus.DOWN:
+            raise OperationError(f"Cannot remove VM {instance.name}: stop it first.", status=status.HTTP_409_CONFLICT)
+        instance.delete()
+
+    def vm_response(self, vm: VirtualMachine) -> Response:
+        vm = self.get_queryset().get(pk=vm.pk)
+        return Response(serializers.VirtualMachineSerializer(vm, context=self.get_serializer_context()).data)
+
+    def job_accepted(self, job: MigrationJob) -> Response:
+        job.refresh_from_db(fields=["state"])  # an eager or fast worker may have moved it on already
+        data = serializers.JobReferenceSerializer(job, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": str(data["job"])})
+
+    @extend_schema(request=None, responses={200: serializers.VirtualMachineSerializer, 400: REFUSED, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk=None) -> Response:
+        """Run the VM on the host the scheduler picks."""
+        return self.vm_response(start_vm(self.get_object(), user=request.user))
+
+    @extend_schema(request=None, responses={200: serializers.VirtualMachineSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk=None) -> Response:
+        """Power the VM off and release what it held."""
+        return self.vm_response(stop_vm(self.get_object(), user=request.user))
+
+    @extend_schema(
+        request=serializers.MigrateSerializer,
+        responses={202: serializers.JobReferenceSerializer, 400: BAD_INPUT, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"], serializer_class=serializers.MigrateSerializer)
+    def migrate(self, request: Request, pk=None) -> Response:
+        """Live-migrate the VM to ``host``, or to the scheduler's choice; the job runs in the background."""
+        vm = self.get_object()
+        params = self.get_serializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        [job] = migrate_vms(
+            [vm],
+            params.validated_data["host"],
+            force=params.validated_data["force"],
+            user=request.user,
+            reason_text=params.validated_data["reason"],
+        )
+        return self.job_accepted(job)
+
+    @extend_schema(request=None, responses={202: serializers.JobReferenceSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"], url_path="cancel-migration")
+    def cancel_migration(self, request: Request, pk=None) -> Response:
+        """Cancel the VM's migration: a waiting one at once, a running one is aborted."""
+        vm = self.get_object()
+        job = vm.migration_jobs.filter(state__in=ACTIVE_JOB_STATES).order_by("-created_at").first()
+        if job is None:
+            raise OperationError(f"No migration of VM {vm.name} is in progress.", status=status.HTTP_409_CONFLICT)
+        return self.job_accepted(cancel_migration(job, user=request.user))
+
+    @extend_schema(
+        parameters=[serializers.CandidatesQuerySerializer],
+        responses={200: serializers.HostVerdictSerializer(many=True), 400: BAD_INPUT, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["get"], url_path="migration-candidates", filter_backends=[], pagination_class=None)
+    def migration_candidates(self, request: Request, pk=None) -> Response:
+        """The scheduler's verdict on every host of the cluster (or on ``host``): eligible with rank and score,
+        or refused with every filter's reason."""
+        vm = self.get_object()
+        params = serializers.CandidatesQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        verdicts = migration_candidates(vm, params.validated_data.get("host"))
+        return Response(serializers.HostVerdictSerializer(verdicts, many=True).data)
+
+
+class MigrationJobViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = MigrationJob.objects.all()
+    serializer_class = serializers.MigrationJobSerializer
+    filterset_class = filters.MigrationJobFilter
+    ordering_fields = ["id", "created_at", "started_at", "finished_at", "state"]
+
+
+class EventViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = Event.objects.all()
+    serializer_class = serializers.EventSerializer
+    filterset_class = filters.EventFilter
+    ordering_fields = ["id", "time", "severity"]

@@ -1,0 +1,346 @@
+"""Host filters. Each is prepared once per decision from the :class:`Plan` and returns a judge, or None when it
+does not apply to this VM. A judge takes every host at once and gives, per host, None (pass) or a reason a
+person can act on: a cheap sufficient test runs inline for each host, the exact check (and the wording) only
+where that test fails, which keeps a large cluster to a few operations per host.
+
+Wording follows oVirt's ``SCHEDULING_HOST_FILTERED_REASON_WITH_DETAIL`` details where oVirt has one,
+with the numbers added. Counting checks come first and are exact for the dynamic policies, so a host that
+passes every filter can always be given a placement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from .cpuset import cpus_of, format_cpuset
+from .fit import NoFit, capacity, format_page_size, map_cells, socket_slots, unit_word
+from .placement import Plan
+from .state import KIB_PER_MIB, HostState
+
+Check = Callable[[HostState], str | None]
+Judge = Callable[[Sequence[HostState]], list[str | None]]
+
+_STATUS = {
+    "maintenance": "the host is in maintenance",
+    "preparing_for_maintenance": "the host is preparing for maintenance",
+    "non_operational": "the host is non-operational",
+    "down": "the host is down",
+}
+
+
+def _cpus(mask: int, one: str, many: str) -> str:
+    """Names pCPUs in a reason: "pCPU 4 is offline", "pCPUs 4, 6 are offline"."""
+    cpus = cpus_of(mask)
+    listed = ", ".join(map(str, cpus))
+    return f"pCPU {listed} {one}" if len(cpus) == 1 else f"pCPUs {listed} {many}"
+
+
+def each(check: Check) -> Judge:
+    """A judge that runs the exact check on every host (for filters without a cheaper test)."""
+    return lambda hosts: list(map(check, hosts))
+
+
+def host_status(plan: Plan) -> Judge:
+    def check(host: HostState) -> str:
+        return _STATUS.get(host.status, f"the host is {host.status}")
+
+    return lambda hosts: [None if h.status == "up" else check(h) for h in hosts]
+
+
+def migration(plan: Plan) -> Judge | None:
+    if plan.request.action != "migrate" or plan.vm.running_on is None:
+        return None
+    source = plan.vm.running_on
+    same = "it already runs the VM (source and destination are the same)"
+    reason = same if plan.request.destination == source else "it currently runs the VM"
+    return lambda hosts: [reason if h.id == source else None for h in hosts]
+
+
+def excluded(plan: Plan) -> Judge | None:
+    tried = plan.request.excluded_hosts
+    if not tried:
+        return None
+    reason = "an earlier attempt on this host failed"
+    return lambda hosts: [reason if h.id in tried else None for h in hosts]
+
+
+def pin_to_host(plan: Plan) -> Judge | None:
+    """Only "Do not allow migration" restricts hosts; otherwise placement hosts are a start-up preference."""
+    vm = plan.vm
+    if vm.migration_mode != "pinned" or not vm.placement_hosts:
+        return None
+    allowed = vm.placement_hosts
+    reason = "the host is not in the list of hosts the VM is pinned to"
+    return lambda hosts: [None if h.id in allowed else reason for h in hosts]
+
+
+def cpu_level(plan: Plan) -> Judge | None:
+    vm = plan.vm
+    if vm.cpu_passthrough:
+        # A pass-through VM takes the flags of the host it starts on; a running one needs them all again.
+        if plan.request.action != "migrate" or not vm.cpu_flags_at_start:
+            return None
+        needed, detail = vm.cpu_flags_at_start, "its CPU flags are missing some of the VM's required CPU flags"
+    else:
+        if not plan.cluster.cpu_flags:
+            return None
+        needed, detail = plan.cluster.cpu_flags, "its CPU lacks flags of the cluster CPU type"
+
+    def check(host: HostState) -> str:
+        return f'{detail}: "{", ".join(sorted(needed - host.cpu_flags))}"'
+
+    return lambda hosts: [None if needed <= h.cpu_flags else check(h) for h in hosts]
+
+
+def cpu(plan: Plan) -> Judge | None:
+    """oVirt's CPU filter: cores (or threads) left after exclusive pinning must hold the largest shared VM.
+
+    An exclusive VM counts what it takes: its vCPUs (threads as cores) or the cores they need at least,
+    packed on sibling threads (dedicated) or one core each (isolate_threads).
+    """
+    if plan.resize:
+        return None  # its size derives from the host
+    threads = plan.cluster.threads_as_cores
+    word = "threads" if threads else "cores"
+    vcpus, exclusive, isolate = plan.vcpus, plan.vm.exclusive, plan.mode == "isolate"
+
+    def check(host: HostState) -> str | None:
+        if threads:
+            total, free = host.online_count, host.unpinned_threads
+            own = (vcpus * host.threads_per_core if isolate else vcpus) if exclusive else 0
+        else:
+            total, free = host.core_count, host.unpinned_cores
+            own = (vcpus if isolate else -(-vcpus // host.threads_per_core)) if exclusive else 0
+        shared = host.max_shared_vcpus
+        need = own + shared if exclusive or shared > vcpus else vcpus
+        if need <= free:
+            return None
+        if total == 0:
+            return "the host reports no CPU cores"
+        return (
+            f"it has an insufficient amount of CPU {word} to run the VM: {free} of its {total} {word} "
+            f"are not exclusively pinned, {need} needed"
+        )
+
+    # The same sum inline, one variant per way of counting, so that passing hosts cost no call.
+    if not exclusive:
+        if threads:
+            return lambda hosts: [
+                None if vcpus <= h.unpinned_threads and h.max_shared_vcpus <= h.unpinned_threads else check(h)
+                for h in hosts
+            ]
+        return lambda hosts: [
+            None if vcpus <= h.unpinned_cores and h.max_shared_vcpus <= h.unpinned_cores else check(h) for h in hosts
+        ]
+    if threads and isolate:
+        return lambda hosts: [
+            None if vcpus * h.threads_per_core + h.max_shared_vcpus <= h.unpinned_threads else check(h) for h in hosts
+        ]
+    if threads:
+        return lambda hosts: [None if vcpus + h.max_shared_vcpus <= h.unpinned_threads else check(h) for h in hosts]
+    if isolate:
+        return lambda hosts: [None if vcpus + h.max_shared_vcpus <= h.unpinned_cores else check(h) for h in hosts]
+    return lambda hosts: [
+        None if -(-vcpus // h.threads_per_core) + h.max_shared_vcpus <= h.unpinned_cores else check(h) for h in hosts
+    ]
+
+
+def cpu_topology(plan: Plan) -> Judge | None:
+    vm = plan.vm
+    if plan.resize:
+
+        def check_resize(host: HostState) -> str | None:
+            topo, problems = host.topology, []
+            if topo.cores_per_socket <= 1:
+                problems.append(f"it has {topo.cores_per_socket} core per socket; Resize and Pin NUMA needs more")
+            if topo.sockets != len(topo.numa_nodes):
+                problems.append(
+                    f"it has {topo.sockets} sockets but {len(topo.numa_nodes)} NUMA nodes; "
+                    "Resize and Pin NUMA needs one NUMA node per socket"
+                )
+            return "; ".join(problems) or None
+
+        return each(check_resize)
+    if vm.cpu_pinning_policy != "dedicated" or vm.threads == 1:
+        return None
+    threads = vm.threads
+
+    def check(host: HostState) -> str:
+        tpc = host.threads_per_core
+        return f"it has {tpc} thread{'s' if tpc > 1 else ''} per core; the VM's dedicated pinning needs {threads}"
+
+    return lambda hosts: [None if h.threads_per_core >= threads else check(h) for h in hosts]
+
+
+def cpu_pinning(plan: Plan) -> Judge | None:
+    vm = plan.vm
+    if plan.manual_pins:
+        wanted = plan.manual_mask
+
+        def check_manual(host: HostState) -> str | None:
+            if not host.layout.cores:
+                return "the host has not reported its CPUs"
+            problems = []
+            if missing := wanted & ~host.layout.all_cpus:
+                problems.append(_cpus(missing, "does not exist on the host", "do not exist on the host"))
+            if offline := wanted & host.layout.all_cpus & ~host.layout.online:
+                problems.append(_cpus(offline, "is offline", "are offline"))
+            if held := wanted & host.exclusive & host.layout.online:
+                problems.append(
+                    _cpus(held, "is exclusively pinned by another VM", "are exclusively pinned by other VMs")
+                )
+            return "; ".join(problems) or None
+
+        return each(check_manual)
+    if plan.resize:
+
+        def check_resize(host: HostState) -> str | None:
+            if not host.exclusive:
+                return None
+            return (
+                "Resize and Pin NUMA cannot share a host with exclusively pinned pCPUs "
+                f"(held: {format_cpuset(cpus_of(host.exclusive))})"
+            )
+
+        return each(check_resize)
+    if plan.mode == "none":
+        return None
+    vcpus, mode, size, vsockets = plan.vcpus, plan.mode, plan.vsocket_size, vm.sockets
+    isolate, unit = mode == "isolate", unit_word(mode)
+    by_socket = not vm.numa_nodes
+
+    def check(host: HostState) -> str | None:
+        free = host.free_cores if isolate else host.free_threads
+        if free < vcpus:
+            if not host.layout.cores:
+                return "the host has not reported its CPUs"
+            return f"{free} of {vcpus} needed {unit} free ({_held(host)})"
+        if by_socket:
+            if vsockets == 1 and (host.socket_free_cores_desc if isolate else host.socket_free_threads_desc)[0] >= size:
+                return None
+            caps = host.socket_free_cores if isolate else host.socket_free_threads
+            if socket_slots(caps, size) < vsockets:
+                per = ", ".join(f"socket {s}: {n}" for s, n in caps.items())
+                return f"each of the VM's {vsockets} virtual sockets needs {size} {unit} in one physical socket ({per})"
+        return None
+
+    if vsockets > 1 and by_socket:
+        return each(check)
+    # Enough free pCPUs (for one virtual socket: in its fullest physical socket) settles most hosts.
+    if isolate:
+        return lambda hosts: [
+            None if h.free_cores >= vcpus and (not by_socket or h.socket_free_cores_desc[0] >= size) else check(h)
+            for h in hosts
+        ]
+    return lambda hosts: [
+        None if h.free_threads >= vcpus and (not by_socket or h.socket_free_threads_desc[0] >= size) else check(h)
+        for h in hosts
+    ]
+
+
+def _held(host: HostState) -> str:
+    held = f"{host.exclusive_count} exclusively pinned"
+    if host.shared_count:
+        held += f", {host.shared_count} pinned by other VMs"
+    if host.offline_count:
+        held += f", {host.offline_count} offline"
+    return held
+
+
+def memory(plan: Plan) -> Judge | None:
+    if plan.hugepages:
+        return None
+    need = plan.memory_kib
+
+    def check(host: HostState) -> str:
+        free = max(host.small_free_kib, 0) // KIB_PER_MIB
+        return f"it has {free} MiB of free memory; the VM needs {need // KIB_PER_MIB} MiB"
+
+    return lambda hosts: [None if h.small_free_kib >= need else check(h) for h in hosts]
+
+
+def hugepages(plan: Plan) -> Judge | None:
+    if not plan.hugepages:
+        return None
+    size, label = plan.page_kib, format_page_size(plan.page_kib)
+    pages, rest = divmod(plan.memory_kib, size)
+    if rest:
+        reason = f"the VM's {plan.vm.memory_mib} MiB is not a multiple of the {label} page size"
+        return lambda hosts: [reason] * len(hosts)
+
+    def check(host: HostState) -> str:
+        free = host.hugepages_free.get(size)
+        if free is None:
+            return f"the host has no {label} pages"
+        return f"{max(free, 0)} of {pages} needed {label} pages free"
+
+    return lambda hosts: [None if h.hugepages_free.get(size, -1) >= pages else check(h) for h in hosts]
+
+
+def numa(plan: Plan) -> Judge | None:
+    """Hard vNUMA pinning, and the per-node fit of dynamically pinned vNUMA nodes.
+
+    The fit is looked at only when the host as a whole has room; otherwise the CpuPinning, Memory or
+    HugePages filter already says what is short, and repeating it here would add noise. A counting check
+    settles most hosts before any search.
+    """
+    if not plan.cell_vnodes and not plan.resize:
+        return None
+    mode, vcpus, static, quick = plan.mode, plan.vcpus, plan.static_cells, plan.uniform
+    isolate, page, hugepages = mode == "isolate", plan.page_kib, plan.hugepages
+    static_hard = static is not None and any(c.allowed is not None for c in static)
+    static_kib = None if static is None else sum(c.memory_mib for c in static) * KIB_PER_MIB
+
+    def check(host: HostState) -> str | None:
+        cells = static if static is not None else plan.cells(host)
+        if (static is None or static_hard) and (problem := _pinned_nodes_missing(plan, host, cells)):
+            return problem
+        if not cells:
+            return None
+        if mode != "none" and (host.free_cores if isolate else host.free_threads) < vcpus:
+            return None
+        need = static_kib if static_kib is not None else sum(c.memory_mib for c in cells) * KIB_PER_MIB
+        if need > (host.hugepages_free.get(page, 0) * page if hugepages else host.small_free_kib):
+            return None
+        # Unpinned vNUMA nodes on one page size (the usual dynamic case): if the host nodes hold, between
+        # them, as many copies of the largest vNUMA node as there are vNUMA nodes, they all fit.
+        if quick is not None and capacity(host, quick, mode) >= quick.count:
+            return None
+        fit = map_cells(host, cells, mode, may_share=not plan.resize)
+        return fit.reason if isinstance(fit, NoFit) else None
+
+    if static is None or static_hard or mode == "none":
+        return each(check)
+    # Hosts short of pCPUs as a whole are CpuPinning's to explain: skip them without a call.
+    if isolate:
+        return lambda hosts: [None if h.free_cores < vcpus else check(h) for h in hosts]
+    return lambda hosts: [None if h.free_threads < vcpus else check(h) for h in hosts]
+
+
+def _pinned_nodes_missing(plan: Plan, host: HostState, cells) -> str | None:
+    if (plan.resize or any(c.allowed is not None for c in cells)) and not host.numa_supported:
+        return "does not support NUMA"
+    problems = []
+    for cell in cells:
+        if cell.allowed is not None and (missing := cell.allowed - host.node_by_index.keys()):
+            problems.append(
+                f"vNUMA node {cell.index} is pinned to host node {format_cpuset(missing)}, "
+                f"which the host does not have (it has nodes {format_cpuset(host.node_by_index)})"
+            )
+    return "; ".join(problems) or None
+
+
+#: Filter name -> factory, in the order their verdicts are listed.
+FILTERS: tuple[tuple[str, Callable[[Plan], Judge | None]], ...] = (
+    ("HostStatus", host_status),
+    ("Migration", migration),
+    ("Excluded", excluded),
+    ("PinToHost", pin_to_host),
+    ("CpuLevel", cpu_level),
+    ("CPU", cpu),
+    ("CpuTopology", cpu_topology),
+    ("CpuPinning", cpu_pinning),
+    ("Memory", memory),
+    ("HugePages", hugepages),
+    ("NUMA", numa),
+)

@@ -1,0 +1,257 @@
+"""The admin's whole flow in a real Chromium: create an HP VM, pin its vNUMA nodes on two hosts of different
+NUMA layouts by drag and drop, start it, see the Migrate dialog's verdicts, migrate it automatically and find
+it on its new host with its new pinning. A screenshot of every step lands in artifacts/screenshots/.
+
+Runs only with HPADMIN_BROWSER_TESTS=1 (``make test-browser``); it drives Debian's /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from hpadmin.operations.models import Event, MigrationJob
+from hpadmin.vms.models import VirtualMachine
+from scheduler.models import Allocation
+from tests.factories import make_cluster, make_host
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(os.environ.get("HPADMIN_BROWSER_TESTS") != "1", reason="set HPADMIN_BROWSER_TESTS=1"),
+]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+PASSWORD = "browser-test-password"
+
+
+@pytest.fixture
+def inventory(transactional_db):
+    """hp-left (2 NUMA nodes) and hp-right (4 nodes) with 1 GiB pages, a host without NUMA, one in maintenance."""
+    cluster = make_cluster("hp-cluster")
+    hosts = {
+        "left": make_host(cluster, "hp-left", numa_nodes=2, hp1g=8),
+        "right": make_host(cluster, "hp-right", numa_nodes=4, sockets=4, cores=2, hp1g=8),
+        "flat": make_host(cluster, "flat-1", numa_nodes=0, sockets=1),
+        "maintenance": make_host(cluster, "hp-maint", numa_nodes=2, hp1g=8, status="maintenance"),
+    }
+    get_user_model().objects.create_superuser("admin", "admin@localhost", PASSWORD)
+    return cluster, hosts
+
+
+@pytest.fixture
+def page(live_server, monkeypatch):
+    """A Chromium page; Playwright's sync API runs an event loop, so Django must allow sync calls under it."""
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(
+            viewport={"width": 1440, "height": 1000}, base_url=live_server.url, reduced_motion="reduce"
+        )
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page
+        browser.close()
+    assert not errors, errors
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+def refresh_after(page, changed: str):
+    """Wait for the dialog's re-render that a change of field ``changed`` triggers."""
+    return page.expect_response(lambda r: f"_changed={changed}" in r.url)
+
+
+def drag(page, source, target) -> None:
+    """Drag with real mouse moves, as SortableJS (fallback mode) expects them."""
+    start = source.bounding_box()
+    end = target.bounding_box()
+    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + 12)
+    page.mouse.down()
+    page.mouse.move(start["x"] + start["width"] / 2 + 5, start["y"] + 20, steps=5)
+    page.mouse.move(end["x"] + end["width"] / 2, end["y"] + end["height"] / 2, steps=20)
+    page.mouse.up()
+
+
+def dialog_open(page, selector: str) -> None:
+    """Wait until the dialog holding ``selector`` is shown and has stopped moving."""
+    page.locator(selector).wait_for()
+    page.wait_for_function("getComputedStyle(document.querySelector('#modal .modal-dialog')).transform === 'none'")
+
+
+def host_section(page, name: str):
+    return page.locator(f"section.numa-host[data-host='{name}']")
+
+
+def zone(page, host: str, node: int | str):
+    return host_section(page, host).locator(f"[data-numa-zone][data-node='{node}']")
+
+
+def chip(page, host: str, vnode: int):
+    return host_section(page, host).locator(f".vnuma-chip[data-vnode='{vnode}']")
+
+
+def test_hp_vm_from_creation_to_migration(page, inventory):
+    cluster, hosts = inventory
+
+    # Log in.
+    page.goto("/login/")
+    shot(page, "01-login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
+
+    # New VM: choosing "High Performance" applies the profile at once and says what changed and why.
+    page.goto("/vms/")
+    page.click("text=New VM")
+    dialog = page.locator("#modal-content")
+    dialog.locator("#id_name").fill("hp-flow")
+    with refresh_after(page, "cluster"):
+        dialog.locator("#id_cluster").select_option(str(cluster.pk))
+    with refresh_after(page, "optimized_for"):
+        dialog.locator("#id_optimized_for").select_option("high_performance")
+    note = dialog.locator("#profile-note")
+    note.wait_for()
+    assert "Pass-through host CPU" in note.inner_text() and "Allow manual migration only" in note.inner_text()
+    assert dialog.locator("#id_name").input_value() == "hp-flow"
+    shot(page, "02-new-vm-high-performance-defaults")
+
+    dialog.locator("#tab-system").click()
+    dialog.locator("#id_memory_mib").fill("4096")
+    dialog.locator("#id_hugepage_kib").select_option("1048576")
+    dialog.locator("#id_sockets").fill("2")
+    dialog.locator("#id_cores").fill("2")
+
+    # The pinning string is checked against clean() while it is typed.
+    dialog.locator("#tab-resources").click()
+    with refresh_after(page, "cpu_pinning_policy"):
+        dialog.locator("#id_cpu_pinning_policy").select_option("manual")
+    dialog.locator("#id_cpu_pinning").fill("0#1_1")
+    page.locator("#cpu_pinning-feedback .invalid-feedback", has_text="Invalid CPU pinning at character 5").wait_for()
+    dialog.locator("#id_cpu_pinning").fill("0#1_1#2-3,^3")
+    page.locator("#cpu_pinning-feedback .valid-feedback", has_text="vCPU 1 → pCPU 2").wait_for()
+    shot(page, "03-live-pinning-check")
+    dialog.locator("#id_cpu_pinning").fill("")
+    with refresh_after(page, "cpu_pinning_policy"):
+        dialog.locator("#id_cpu_pinning_policy").select_option("none")
+
+    dialog.locator("#tab-host").click()
+    assert dialog.locator("#id_cpu_passthrough").is_checked()
+    assert dialog.locator("#id_migration_mode").input_value() == "user_migratable"
+    dialog.locator("#id_start_running_on_1").check()
+    dialog.locator("#id_placement_hosts").select_option([str(hosts["left"].pk), str(hosts["right"].pk)])
+    shot(page, "04-new-vm-host-tab")
+    dialog.locator("#tab-numa").click()
+    dialog.locator("#id_numa_node_count").fill("2")
+    dialog.locator("button[type=submit]", has_text="OK").click()
+
+    # On save, the HP recommendations: CPU and NUMA pinning are still missing.
+    recommendations = dialog.locator("#hp-recommendations")
+    recommendations.wait_for()
+    assert "High Performance Virtual Machine Settings" in recommendations.inner_text()
+    assert "CPU pinning" in recommendations.inner_text() and "NUMA pinning" in recommendations.inner_text()
+    shot(page, "05-hp-recommendations-on-save")
+    recommendations.locator("text=Save anyway").click()
+    page.wait_for_url("**/vms/*/")
+    vm = VirtualMachine.objects.get(name="hp-flow")
+    assert vm.optimized_for == "high_performance" and vm.migration_mode == "user_migratable" and vm.cpu_passthrough
+    assert [n["memory_mib"] for n in vm.numa_nodes] == [2048, 2048]
+
+    # NUMA pinning: on hp-left vNUMA 0 -> node 0 and 1 -> node 1; hp-right gets its own: vNUMA 1 -> node 3.
+    page.click("text=NUMA pinning…")
+    dialog_open(page, "#numa-form")
+    for vnode, node in ((0, 0), (1, 1)):
+        with page.expect_response(lambda r: "/numa/" in r.url and r.request.method == "POST"):
+            drag(page, chip(page, "hp-left", vnode), zone(page, "hp-left", node))
+        zone(page, "hp-left", node).locator(f".vnuma-chip[data-vnode='{vnode}']").wait_for()
+    assert zone(page, "hp-right", 1).locator(".vnuma-chip.disabled[data-vnode='1']").count() == 1
+    with page.expect_response(lambda r: "/numa/" in r.url and r.request.method == "POST"):
+        page.locator(f"#same-{hosts['right'].pk}").uncheck()
+    chip(page, "hp-right", 1).locator("select:not([disabled])").wait_for()
+    with page.expect_response(lambda r: "/numa/" in r.url and r.request.method == "POST"):
+        drag(page, chip(page, "hp-right", 1), zone(page, "hp-right", 3))
+    zone(page, "hp-right", 3).locator(".vnuma-chip[data-vnode='1']").wait_for()
+    assert "The pinning fits hp-left" in host_section(page, "hp-left").inner_text()
+    assert "The pinning fits hp-right" in host_section(page, "hp-right").inner_text()
+    shot(page, "06-numa-pinning-editor")
+    page.locator("#numa-form button[type=submit]").click()
+    page.wait_for_selector("text=NUMA pinning of hp-flow saved.")
+    vm.refresh_from_db()
+    assert [n["pinned_to"] for n in vm.numa_nodes] == [[0], [1]]
+    assert [n["pinned_to_by_host"] for n in vm.numa_nodes] == [{}, {str(hosts["right"].pk): [3]}]
+    shot(page, "07-numa-pinning-saved")
+
+    # Start it.
+    page.locator("#vm-panels button", has_text="Start").click()
+    page.wait_for_selector("#vm-status:text('Up')")
+    vm.refresh_from_db()
+    source = vm.host
+    assert source in (hosts["left"], hosts["right"])
+    shot(page, "08-vm-started")
+
+    # The Migrate dialog: eligible hosts with their rank, refused ones with every filter's reason.
+    page.locator("#vm-panels a", has_text="Migrate").click()
+    migrate = page.locator("#migrate-form")
+    migrate.wait_for()
+    text = migrate.inner_text()
+    assert "Select Host Automatically" in text
+    target = hosts["right"] if source == hosts["left"] else hosts["left"]
+    assert migrate.locator(f"tr.eligible[data-name='{target.name}']").count() == 1
+    for name, reason in (
+        ("flat-1", "NUMA"),
+        ("hp-maint", "the host is in maintenance"),
+        (source.name, "it currently runs the VM"),
+    ):
+        row = migrate.locator(f"tr.refused[data-name='{name}']")
+        assert row.count() == 1 and reason in row.inner_text(), (name, row.inner_text())
+    shot(page, "09-migrate-dialog")
+
+    # Migrate with the automatic choice and watch the job to its end.
+    assert migrate.locator("#destination-auto").is_checked()
+    migrate.locator("button[type=submit]", has_text="Migrate").click()
+    page.wait_for_selector("text=Migration of hp-flow requested.")
+    history = page.locator("#vm-panels")
+    history.locator(".job-progress .badge", has_text="Succeeded").wait_for()
+    shot(page, "10-migration-finished")
+
+    # The VM runs on its new host with the pinning of that host.
+    job = MigrationJob.objects.get(vm=vm)
+    vm.refresh_from_db()
+    assert job.state == "succeeded" and job.mode == "automatic" and vm.host == target
+    assert page.locator("#vm-host").inner_text() == target.name
+    mapping = Allocation.objects.get(vm=vm, state="active").numa_mapping
+    expected = {"0": 0, "1": 3 if target == hosts["right"] else 1}
+    assert mapping == expected
+    applied = page.locator("#applied-pinning").inner_text()
+    assert f"Pinning applied on {target.name}" in applied
+    assert f"vNUMA 1 (2 GiB) → node {expected['1']}" in applied
+    assert Event.objects.filter(vm=vm, job=job).exists()
+    assert f"{source.name} → {target.name}" in history.inner_text()
+
+    page.goto(target.get_absolute_url())
+    page.locator(".topology").wait_for()
+    assert "hp-flow" in page.locator("body").inner_text()
+    shot(page, "11-new-host-topology")
+    page.goto("/events/")
+    assert "hp-flow" in page.locator("#list").inner_text()
+    shot(page, "12-events")

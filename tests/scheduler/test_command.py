@@ -1,0 +1,109 @@
+"""``manage.py schedule``: reads both scenario formats, refuses bad files with a CommandError."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+CLUSTER = {
+    "format": "cluster-scenario/v1",
+    "name": "tiny",
+    "cluster": {"threads_as_cores": False},
+    "hosts": [
+        {
+            "name": "h1",
+            "status": "up",
+            "cpu_flags": [],
+            "sockets": 1,
+            "cores_per_socket": 2,
+            "threads_per_core": 1,
+            "cpus": [{"id": 0, "socket": 0, "core": 0, "node": 0}, {"id": 1, "socket": 0, "core": 1, "node": 0}],
+            "numa_nodes": [{"index": 0, "cpus": [0, 1], "memory_mib": 4096, "hugepages": {"1048576": 2}}],
+            "allocations": [],
+        }
+    ],
+    "vm": {
+        "name": "vm",
+        "optimized_for": "high_performance",
+        "sockets": 1,
+        "cores": 2,
+        "threads": 1,
+        "memory_mib": 2048,
+        "cpu_pinning_policy": "dedicated",
+        "numa_nodes": [],
+        "hugepage_kib": 1048576,
+        "io_threads": 1,
+    },
+    "request": {"action": "start", "destination": None, "force": False},
+}
+
+NUMA_FIT = {
+    "format": "numa-fit/v1",
+    "scenarios": [
+        {
+            "name": "one",
+            "host": [{"id": 0, "cpus": [0, 1], "siblings": [[0, 1]], "memory_mib": 4096, "pinned_cpus": []}],
+            "vm": {"numa_nodes": [{"id": 0, "vcpus": [0, 1], "memory_mib": 1024}], "thread_policy": "require"},
+        },
+        {
+            "name": "two",
+            "host": [{"id": 0, "cpus": [0], "siblings": [[0]], "memory_mib": 4096, "pinned_cpus": [0]}],
+            "vm": {"numa_nodes": [{"id": 0, "vcpus": [0], "memory_mib": 1024}], "hugepage_kib": None},
+        },
+    ],
+}
+
+
+def run(tmp_path, document) -> object:
+    path = tmp_path / "scenario.json"
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    out = StringIO()
+    call_command("schedule", str(path), stdout=out)
+    return json.loads(out.getvalue())
+
+
+def test_cluster_scenario(tmp_path):
+    result = run(tmp_path, CLUSTER)
+    assert result["error"] is None
+    assert result["hosts"] == [{"name": "h1", "eligible": True, "score": result["hosts"][0]["score"], "rank": 1}]
+    assert result["chosen"] == "h1"
+    placement = result["placement"]
+    assert placement["cpus"] == {"0": 0, "1": 1}
+    assert placement["emulator_cpus"] == placement["io_thread_cpus"] == [0, 1]
+    assert placement["hugepages"] == {"0": {"1048576": 2}}
+
+
+def test_numa_fit_file_answers_each_scenario_in_order(tmp_path):
+    result = run(tmp_path, NUMA_FIT)
+    assert result == [
+        {"name": "one", "fits": True, "mapping": {"0": 0}, "pinning": {"0": 0, "1": 1}, "pagesize_kib": {"0": 4}},
+        {"name": "two", "fits": False, "mapping": {}, "pinning": {}, "pagesize_kib": {}},
+    ]
+
+
+def test_unknown_destination_is_an_answer_not_a_crash(tmp_path):
+    document = {**CLUSTER, "request": {"action": "start", "destination": "h9"}}
+    assert run(tmp_path, document)["error"]["code"] == "unknown_host"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        (json.dumps({"format": "other/v1"}), "unknown scenario format 'other/v1'"),
+        (json.dumps({"format": "numa-fit/v1"}), "lacks the field 'scenarios'"),
+        (json.dumps({**CLUSTER, "vm": {**CLUSTER["vm"], "cpu_pinning": "0#"}}), "bad CPU pinning: at character 2"),
+        (json.dumps([1, 2]), "unknown scenario format None"),
+    ],
+)
+def test_bad_files(tmp_path, content, message):
+    with pytest.raises(CommandError, match=message):
+        run(tmp_path, content)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CommandError, match="cannot read"):
+        call_command("schedule", str(tmp_path / "nope.json"))
