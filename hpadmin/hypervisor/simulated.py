@@ -14,14 +14,14 @@ out. ``HPADMIN_SIMULATION_SPEED`` divides every wait, so tests run in millisecon
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.db import transaction
+
+from hpadmin.processes import is_alive
 
 from .base import (
     AppliedPinning,
@@ -128,23 +128,6 @@ def spec_from_json(data: dict) -> DomainSpec:
     )
 
 
-def _process_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(process_id: str) -> bool:
-    host, _, pid = process_id.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine's process: assume it still works
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def _take_fault(uri: str, kind: FaultKind) -> bool:
     """Whether the fault is on for the host; a fault with a count is used up one at a time."""
     fault = SimulatedFault.objects.filter(host_uri=uri, kind=kind).first()
@@ -182,7 +165,7 @@ class SimulatedDriver:
         domain = SimulatedDomain.objects.filter(host_uri=uri, name=name).first()
         if domain is None:
             return DomainState.MISSING
-        if domain.state == DomainState.MIGRATING and not _alive(domain.migrated_by):
+        if domain.state == DomainState.MIGRATING and is_alive(domain.migrated_by) is False:
             # The process copying the guest died, and the migration with it: the guest runs on here.
             SimulatedDomain.objects.filter(pk=domain.pk).update(state="running", migrating_to="", migrated_by="")
             return DomainState.RUNNING

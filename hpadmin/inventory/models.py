@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 
+from scheduler.core.model import DEFAULT_WEIGHT_FACTORS
+
 
 class MigrationPolicy(models.TextChoices):
     """oVirt's migration policies; the driver options they map to live in operations.policies."""
@@ -13,18 +15,6 @@ class MigrationPolicy(models.TextChoices):
     MINIMAL_DOWNTIME = "minimal_downtime", "Minimal downtime"
     POST_COPY = "post_copy", "Post-copy migration"
     SUSPEND_WORKLOAD = "suspend_workload", "Suspend workload if needed"
-
-
-# Scheduling weight factors as oVirt ships them (lower accumulated weight wins).
-DEFAULT_WEIGHT_FACTORS = {
-    "cpu_load": 2.0,
-    "memory_load": 1.0,
-    "least_pinned": 2.0,
-    "hp_topology": 4.0,
-    "cpu_numa_pinning": 5.0,
-    "numa_single_node": 1.0,
-    "preferred_hosts": 99.0,
-}
 
 
 def default_weight_factors() -> dict[str, float]:

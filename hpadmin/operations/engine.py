@@ -8,8 +8,6 @@ allocation and frees the source; failure drops the claim and leaves the VM where
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from datetime import timedelta
 
@@ -18,6 +16,7 @@ from django.utils import timezone
 
 from hpadmin.hypervisor.base import DomainState, HypervisorError, MigrationProgress, get_driver
 from hpadmin.inventory.models import Host
+from hpadmin.processes import is_alive, process_id
 from hpadmin.vms.models import VirtualMachine, VmStatus
 from scheduler import services as scheduling
 from scheduler.models import Allocation, AllocationState
@@ -33,10 +32,6 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # hosts tried for one job with automatic choice
 PROGRESS_INTERVAL_S = 0.5  # at most this often a progress write to the job row
 HEARTBEAT_TIMEOUT = timedelta(seconds=120)  # a running job silent this long has lost its worker
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _finish(job: MigrationJob, state: str, error: str = "") -> None:
@@ -63,7 +58,7 @@ def run_job(job_id: int) -> str:
         return job.state
     if job.state != JobState.SCHEDULING:
         return job.state
-    job.worker = worker_id()
+    job.worker = process_id()
     job.started_at = job.started_at or timezone.now()
     job.heartbeat_at = timezone.now()
     job.save(update_fields=["worker", "started_at", "heartbeat_at"])
@@ -227,15 +222,9 @@ def _after_failure(job: MigrationJob, vm: VirtualMachine, claim: Allocation, exc
 
 def _worker_gone(job: MigrationJob) -> bool:
     """A worker on this machine is gone when its process is; elsewhere when its heartbeat stopped."""
-    host, _, pid = job.worker.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass  # exists, owned by someone else
-        return False
+    alive = is_alive(job.worker)
+    if alive is not None:
+        return not alive
     return job.heartbeat_at is None or timezone.now() - job.heartbeat_at > HEARTBEAT_TIMEOUT
 
 

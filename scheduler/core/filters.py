@@ -1,7 +1,8 @@
 """Host filters. Each is prepared once per decision from the :class:`Plan` and returns a judge, or None when it
-does not apply to this VM. A judge takes every host at once and gives, per host, None (pass) or a reason a
+does not apply to this VM. A judge takes every host at once and returns the rejected ones, position -> a reason a
 person can act on: a cheap sufficient test runs inline for each host, the exact check (and the wording) only
-where that test fails, which keeps a large cluster to a few operations per host.
+where that test fails, which keeps a large cluster to a few operations per host. Reasons built from a few
+numbers are cached per decision, as a large cluster repeats them many times.
 
 Wording follows oVirt's ``SCHEDULING_HOST_FILTERED_REASON_WITH_DETAIL`` details where oVirt has one,
 with the numbers added. Counting checks come first and are exact for the dynamic policies, so a host that
@@ -11,6 +12,7 @@ passes every filter can always be given a placement.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 
 from .cpuset import cpus_of, format_cpuset
 from .fit import NoFit, capacity, format_page_size, map_cells, socket_slots, unit_word
@@ -18,7 +20,7 @@ from .placement import Plan
 from .state import KIB_PER_MIB, HostState
 
 Check = Callable[[HostState], str | None]
-Judge = Callable[[Sequence[HostState]], list[str | None]]
+Judge = Callable[[Sequence[HostState]], dict[int, str]]
 
 _STATUS = {
     "maintenance": "the host is in maintenance",
@@ -37,14 +39,14 @@ def _cpus(mask: int, one: str, many: str) -> str:
 
 def each(check: Check) -> Judge:
     """A judge that runs the exact check on every host (for filters without a cheaper test)."""
-    return lambda hosts: list(map(check, hosts))
+    return lambda hosts: {i: r for i, h in enumerate(hosts) if (r := check(h)) is not None}
 
 
 def host_status(plan: Plan) -> Judge:
     def check(host: HostState) -> str:
         return _STATUS.get(host.status, f"the host is {host.status}")
 
-    return lambda hosts: [None if h.status == "up" else check(h) for h in hosts]
+    return lambda hosts: {i: check(h) for i, h in enumerate(hosts) if h.status != "up"}
 
 
 def migration(plan: Plan) -> Judge | None:
@@ -53,7 +55,7 @@ def migration(plan: Plan) -> Judge | None:
     source = plan.vm.running_on
     same = "it already runs the VM (source and destination are the same)"
     reason = same if plan.request.destination == source else "it currently runs the VM"
-    return lambda hosts: [reason if h.id == source else None for h in hosts]
+    return lambda hosts: {i: reason for i, h in enumerate(hosts) if h.id == source}
 
 
 def excluded(plan: Plan) -> Judge | None:
@@ -61,7 +63,7 @@ def excluded(plan: Plan) -> Judge | None:
     if not tried:
         return None
     reason = "an earlier attempt on this host failed"
-    return lambda hosts: [reason if h.id in tried else None for h in hosts]
+    return lambda hosts: {i: reason for i, h in enumerate(hosts) if h.id in tried}
 
 
 def pin_to_host(plan: Plan) -> Judge | None:
@@ -71,7 +73,7 @@ def pin_to_host(plan: Plan) -> Judge | None:
         return None
     allowed = vm.placement_hosts
     reason = "the host is not in the list of hosts the VM is pinned to"
-    return lambda hosts: [None if h.id in allowed else reason for h in hosts]
+    return lambda hosts: {i: reason for i, h in enumerate(hosts) if h.id not in allowed}
 
 
 def cpu_level(plan: Plan) -> Judge | None:
@@ -89,7 +91,7 @@ def cpu_level(plan: Plan) -> Judge | None:
     def check(host: HostState) -> str:
         return f'{detail}: "{", ".join(sorted(needed - host.cpu_flags))}"'
 
-    return lambda hosts: [None if needed <= h.cpu_flags else check(h) for h in hosts]
+    return lambda hosts: {i: check(h) for i, h in enumerate(hosts) if not needed <= h.cpu_flags}
 
 
 def cpu(plan: Plan) -> Judge | None:
@@ -104,6 +106,15 @@ def cpu(plan: Plan) -> Judge | None:
     word = "threads" if threads else "cores"
     vcpus, exclusive, isolate = plan.vcpus, plan.vm.exclusive, plan.mode == "isolate"
 
+    @cache
+    def reason(free: int, total: int, need: int) -> str:
+        if total == 0:
+            return "the host reports no CPU cores"
+        return (
+            f"it has an insufficient amount of CPU {word} to run the VM: {free} of its {total} {word} "
+            f"are not exclusively pinned, {need} needed"
+        )
+
     def check(host: HostState) -> str | None:
         if threads:
             total, free = host.online_count, host.unpinned_threads
@@ -113,36 +124,40 @@ def cpu(plan: Plan) -> Judge | None:
             own = (vcpus if isolate else -(-vcpus // host.threads_per_core)) if exclusive else 0
         shared = host.max_shared_vcpus
         need = own + shared if exclusive or shared > vcpus else vcpus
-        if need <= free:
-            return None
-        if total == 0:
-            return "the host reports no CPU cores"
-        return (
-            f"it has an insufficient amount of CPU {word} to run the VM: {free} of its {total} {word} "
-            f"are not exclusively pinned, {need} needed"
-        )
+        return None if need <= free else reason(free, total, need)
 
     # The same sum inline, one variant per way of counting, so that passing hosts cost no call.
     if not exclusive:
         if threads:
-            return lambda hosts: [
-                None if vcpus <= h.unpinned_threads and h.max_shared_vcpus <= h.unpinned_threads else check(h)
-                for h in hosts
-            ]
-        return lambda hosts: [
-            None if vcpus <= h.unpinned_cores and h.max_shared_vcpus <= h.unpinned_cores else check(h) for h in hosts
-        ]
+            return lambda hosts: {
+                i: r
+                for i, h in enumerate(hosts)
+                if (vcpus > h.unpinned_threads or h.max_shared_vcpus > h.unpinned_threads) and (r := check(h))
+            }
+        return lambda hosts: {
+            i: r
+            for i, h in enumerate(hosts)
+            if (vcpus > h.unpinned_cores or h.max_shared_vcpus > h.unpinned_cores) and (r := check(h))
+        }
     if threads and isolate:
-        return lambda hosts: [
-            None if vcpus * h.threads_per_core + h.max_shared_vcpus <= h.unpinned_threads else check(h) for h in hosts
-        ]
+        return lambda hosts: {
+            i: r
+            for i, h in enumerate(hosts)
+            if vcpus * h.threads_per_core + h.max_shared_vcpus > h.unpinned_threads and (r := check(h))
+        }
     if threads:
-        return lambda hosts: [None if vcpus + h.max_shared_vcpus <= h.unpinned_threads else check(h) for h in hosts]
+        return lambda hosts: {
+            i: r for i, h in enumerate(hosts) if vcpus + h.max_shared_vcpus > h.unpinned_threads and (r := check(h))
+        }
     if isolate:
-        return lambda hosts: [None if vcpus + h.max_shared_vcpus <= h.unpinned_cores else check(h) for h in hosts]
-    return lambda hosts: [
-        None if -(-vcpus // h.threads_per_core) + h.max_shared_vcpus <= h.unpinned_cores else check(h) for h in hosts
-    ]
+        return lambda hosts: {
+            i: r for i, h in enumerate(hosts) if vcpus + h.max_shared_vcpus > h.unpinned_cores and (r := check(h))
+        }
+    return lambda hosts: {
+        i: r
+        for i, h in enumerate(hosts)
+        if -(-vcpus // h.threads_per_core) + h.max_shared_vcpus > h.unpinned_cores and (r := check(h))
+    }
 
 
 def cpu_topology(plan: Plan) -> Judge | None:
@@ -169,7 +184,7 @@ def cpu_topology(plan: Plan) -> Judge | None:
         tpc = host.threads_per_core
         return f"it has {tpc} thread{'s' if tpc > 1 else ''} per core; the VM's dedicated pinning needs {threads}"
 
-    return lambda hosts: [None if h.threads_per_core >= threads else check(h) for h in hosts]
+    return lambda hosts: {i: check(h) for i, h in enumerate(hosts) if h.threads_per_core < threads}
 
 
 def cpu_pinning(plan: Plan) -> Judge | None:
@@ -209,12 +224,21 @@ def cpu_pinning(plan: Plan) -> Judge | None:
     isolate, unit = mode == "isolate", unit_word(mode)
     by_socket = not vm.numa_nodes
 
+    @cache
+    def short(free: int, exclusive: int, shared: int, offline: int) -> str:
+        held = f"{exclusive} exclusively pinned"
+        if shared:
+            held += f", {shared} pinned by other VMs"
+        if offline:
+            held += f", {offline} offline"
+        return f"{free} of {vcpus} needed {unit} free ({held})"
+
     def check(host: HostState) -> str | None:
         free = host.free_cores if isolate else host.free_threads
         if free < vcpus:
             if not host.layout.cores:
                 return "the host has not reported its CPUs"
-            return f"{free} of {vcpus} needed {unit} free ({_held(host)})"
+            return short(free, host.exclusive_count, host.shared_count, host.offline_count)
         if by_socket:
             if vsockets == 1 and (host.socket_free_cores_desc if isolate else host.socket_free_threads_desc)[0] >= size:
                 return None
@@ -228,23 +252,16 @@ def cpu_pinning(plan: Plan) -> Judge | None:
         return each(check)
     # Enough free pCPUs (for one virtual socket: in its fullest physical socket) settles most hosts.
     if isolate:
-        return lambda hosts: [
-            None if h.free_cores >= vcpus and (not by_socket or h.socket_free_cores_desc[0] >= size) else check(h)
-            for h in hosts
-        ]
-    return lambda hosts: [
-        None if h.free_threads >= vcpus and (not by_socket or h.socket_free_threads_desc[0] >= size) else check(h)
-        for h in hosts
-    ]
-
-
-def _held(host: HostState) -> str:
-    held = f"{host.exclusive_count} exclusively pinned"
-    if host.shared_count:
-        held += f", {host.shared_count} pinned by other VMs"
-    if host.offline_count:
-        held += f", {host.offline_count} offline"
-    return held
+        return lambda hosts: {
+            i: r
+            for i, h in enumerate(hosts)
+            if (h.free_cores < vcpus or (by_socket and h.socket_free_cores_desc[0] < size)) and (r := check(h))
+        }
+    return lambda hosts: {
+        i: r
+        for i, h in enumerate(hosts)
+        if (h.free_threads < vcpus or (by_socket and h.socket_free_threads_desc[0] < size)) and (r := check(h))
+    }
 
 
 def memory(plan: Plan) -> Judge | None:
@@ -256,7 +273,7 @@ def memory(plan: Plan) -> Judge | None:
         free = max(host.small_free_kib, 0) // KIB_PER_MIB
         return f"it has {free} MiB of free memory; the VM needs {need // KIB_PER_MIB} MiB"
 
-    return lambda hosts: [None if h.small_free_kib >= need else check(h) for h in hosts]
+    return lambda hosts: {i: check(h) for i, h in enumerate(hosts) if h.small_free_kib < need}
 
 
 def hugepages(plan: Plan) -> Judge | None:
@@ -266,15 +283,17 @@ def hugepages(plan: Plan) -> Judge | None:
     pages, rest = divmod(plan.memory_kib, size)
     if rest:
         reason = f"the VM's {plan.vm.memory_mib} MiB is not a multiple of the {label} page size"
-        return lambda hosts: [reason] * len(hosts)
+        return lambda hosts: dict.fromkeys(range(len(hosts)), reason)
 
-    def check(host: HostState) -> str:
-        free = host.hugepages_free.get(size)
+    @cache
+    def check(free: int | None) -> str:
         if free is None:
             return f"the host has no {label} pages"
         return f"{max(free, 0)} of {pages} needed {label} pages free"
 
-    return lambda hosts: [None if h.hugepages_free.get(size, -1) >= pages else check(h) for h in hosts]
+    return lambda hosts: {
+        i: check(h.hugepages_free.get(size)) for i, h in enumerate(hosts) if h.hugepages_free.get(size, -1) < pages
+    }
 
 
 def numa(plan: Plan) -> Judge | None:
@@ -313,8 +332,8 @@ def numa(plan: Plan) -> Judge | None:
         return each(check)
     # Hosts short of pCPUs as a whole are CpuPinning's to explain: skip them without a call.
     if isolate:
-        return lambda hosts: [None if h.free_cores < vcpus else check(h) for h in hosts]
-    return lambda hosts: [None if h.free_threads < vcpus else check(h) for h in hosts]
+        return lambda hosts: {i: r for i, h in enumerate(hosts) if h.free_cores >= vcpus and (r := check(h))}
+    return lambda hosts: {i: r for i, h in enumerate(hosts) if h.free_threads >= vcpus and (r := check(h))}
 
 
 def _pinned_nodes_missing(plan: Plan, host: HostState, cells) -> str | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import mul
+from functools import partial
+from itertools import compress, repeat
+from operator import add, mul, not_
 
-from .filters import FILTERS
+from .filters import FILTERS, Judge
 from .fit import NoFit
 from .model import (
     ClusterConfig,
@@ -19,10 +21,13 @@ from .model import (
 )
 from .placement import make_plan, place
 from .state import HostState
-from .weights import WEIGHTS
+from .weights import WEIGHTS, Scorer
+
 
 # Hosts named in a "no host" message; the verdicts carry the rest.
 _MESSAGE_HOSTS = 3
+# A verdict from its five fields without the Python-level NamedTuple constructor: a decision makes one per host.
+_verdict = partial(tuple.__new__, HostVerdict)
 
 
 def check_migration_mode(vm: VMRequest, request: ScheduleRequest) -> SchedulingError | None:
@@ -83,43 +88,59 @@ def schedule(
 
     vm_id = vm.id
     states = [h.without(vm_id) if vm_id in h.vm_ids else h for h in hosts]
-    # Filter by filter over all hosts rather than host by host: each judge is a list comprehension, and
-    # only failing hosts allocate anything.
-    failures: dict[int, list[Rejection]] = {}
-    for name, judge in judges:
-        for position, reason in [(i, r) for i, r in enumerate(judge(states)) if r is not None]:
-            failures.setdefault(position, []).append(Rejection(name, reason))
-    positions = [i for i in range(len(states)) if i not in failures]
-    eligible = [states[i] for i in positions]
-    if scorers:
-        factors = [factor for factor, _ in scorers]
-        columns = [scorer(eligible) for _, scorer in scorers]
-        totals = [sum(map(mul, factors, row)) for row in zip(*columns, strict=True)]
-    else:
-        totals = [0.0] * len(eligible)
+    rejections = _judge(states, judges)
+    passed = list(map(not_, rejections))
+    positions = list(compress(range(len(states)), passed))
+    eligible = list(compress(states, passed))
+    totals = _totals(eligible, scorers)
     order = sorted(range(len(eligible)), key=totals.__getitem__)
 
-    verdicts: list[HostVerdict | None] = [None] * len(states)
-    for position, failed in failures.items():
-        verdicts[position] = HostVerdict(states[position].id, False, None, None, tuple(failed))
     chosen: HostState | None = None
     placement: Placement | None = None
     for start, index in enumerate(order):
         result = place(plan, eligible[index])
         if isinstance(result, NoFit):
-            failed = (Rejection(result.filter, result.reason),)
-            verdicts[positions[index]] = HostVerdict(eligible[index].id, False, None, None, failed)
+            rejections[positions[index]] = (Rejection(result.filter, result.reason),)
             continue
         chosen, placement = eligible[index], result
         order = order[start:]
         break
     else:
         order = []
+    scores: list[float | None] = [None] * len(states)
+    ranks: list[int | None] = [None] * len(states)
     for rank, index in enumerate(order, start=1):
-        verdicts[positions[index]] = HostVerdict(eligible[index].id, True, totals[index], rank)
+        scores[positions[index]] = totals[index]
+        ranks[positions[index]] = rank
+    ids = [h.id for h in states]
+    verdicts = tuple(
+        _verdict((host_id, rank is not None, score, rank, rejected))
+        for host_id, score, rank, rejected in zip(ids, scores, ranks, rejections, strict=True)
+    )
     error = None if chosen else _no_host(vm, hosts, verdicts)
-    ranked = tuple(eligible[index].id for index in order)
-    return Decision(tuple(verdicts), ranked, chosen.id if chosen else None, placement, error)
+    ranked = tuple(ids[positions[index]] for index in order)
+    return Decision(verdicts, ranked, chosen.id if chosen else None, placement, error)
+
+
+def _judge(states: Sequence[HostState], judges: Sequence[tuple[str, Judge]]) -> list[tuple[Rejection, ...]]:
+    """Every filter's rejections per host, in filter order; () for a host that every filter passes."""
+    rejections: list[tuple[Rejection, ...]] = [()] * len(states)
+    for name, judge in judges:
+        # Hosts rejected for the same reason share one rejection: a large cluster repeats a few reasons often.
+        alike: dict[str, tuple[Rejection]] = {}
+        for position, reason in judge(states).items():
+            if (rejection := alike.get(reason)) is None:
+                rejection = alike[reason] = (Rejection(name, reason),)
+            rejections[position] += rejection
+    return rejections
+
+
+def _totals(eligible: Sequence[HostState], scorers: Sequence[tuple[float, Scorer]]) -> list[float]:
+    """Each host's sum of factor x weight, added weight by weight in the same order as a per-host sum."""
+    totals = [0.0] * len(eligible)
+    for factor, scorer in scorers:
+        totals = list(map(add, totals, map(mul, repeat(factor), scorer(eligible))))
+    return totals
 
 
 def _no_host(vm: VMRequest, hosts: Sequence[HostState], verdicts: list[HostVerdict]) -> SchedulingError:

@@ -18,6 +18,7 @@ from hpadmin.operations.services import (
     migration_candidates,
     start_vm,
 )
+from hpadmin.processes import process_id
 from scheduler.models import Allocation
 from tests.factories import make_cluster, make_host, make_vm
 
@@ -398,5 +399,5 @@ def test_recovery_finds_the_vm_on_the_source(cluster, hosts):
 def test_recovery_leaves_jobs_of_live_workers_alone(cluster, hosts):
     vm = running_vm(cluster, hosts[0])
     job = orphan(vm, hosts[0], hosts[1], hosts[1])
-    MigrationJob.objects.filter(pk=job.pk).update(worker=engine.worker_id())
+    MigrationJob.objects.filter(pk=job.pk).update(worker=process_id())
     assert engine.reconcile_orphans() == []
