@@ -115,48 +115,27 @@ def cpu(plan: Plan) -> Judge | None:
             f"are not exclusively pinned, {need} needed"
         )
 
-    def check(host: HostState) -> str | None:
+    # Hosts share a few (threads per core, largest shared VM) pairs: the sum is cached, not redone per host.
+    @cache
+    def need(threads_per_core: int, largest_shared: int) -> int:
+        if not exclusive:
+            return max(vcpus, largest_shared)
         if threads:
-            total, free = host.online_count, host.unpinned_threads
-            own = (vcpus * host.threads_per_core if isolate else vcpus) if exclusive else 0
+            own = vcpus * threads_per_core if isolate else vcpus
         else:
-            total, free = host.core_count, host.unpinned_cores
-            own = (vcpus if isolate else -(-vcpus // host.threads_per_core)) if exclusive else 0
-        shared = host.max_shared_vcpus
-        need = own + shared if exclusive or shared > vcpus else vcpus
-        return None if need <= free else reason(free, total, need)
+            own = vcpus if isolate else -(-vcpus // threads_per_core)
+        return own + largest_shared
 
-    # The same sum inline, one variant per way of counting, so that passing hosts cost no call.
-    if not exclusive:
-        if threads:
-            return lambda hosts: {
-                i: r
-                for i, h in enumerate(hosts)
-                if (vcpus > h.unpinned_threads or h.max_shared_vcpus > h.unpinned_threads) and (r := check(h))
-            }
-        return lambda hosts: {
-            i: r
-            for i, h in enumerate(hosts)
-            if (vcpus > h.unpinned_cores or h.max_shared_vcpus > h.unpinned_cores) and (r := check(h))
-        }
-    if threads and isolate:
-        return lambda hosts: {
-            i: r
-            for i, h in enumerate(hosts)
-            if vcpus * h.threads_per_core + h.max_shared_vcpus > h.unpinned_threads and (r := check(h))
-        }
     if threads:
         return lambda hosts: {
-            i: r for i, h in enumerate(hosts) if vcpus + h.max_shared_vcpus > h.unpinned_threads and (r := check(h))
-        }
-    if isolate:
-        return lambda hosts: {
-            i: r for i, h in enumerate(hosts) if vcpus + h.max_shared_vcpus > h.unpinned_cores and (r := check(h))
+            i: reason(h.unpinned_threads, h.online_count, n)
+            for i, h in enumerate(hosts)
+            if (n := need(h.threads_per_core, h.max_shared_vcpus)) > h.unpinned_threads
         }
     return lambda hosts: {
-        i: r
+        i: reason(h.unpinned_cores, h.core_count, n)
         for i, h in enumerate(hosts)
-        if -(-vcpus // h.threads_per_core) + h.max_shared_vcpus > h.unpinned_cores and (r := check(h))
+        if (n := need(h.threads_per_core, h.max_shared_vcpus)) > h.unpinned_cores
     }
 
 
@@ -321,19 +300,25 @@ def numa(plan: Plan) -> Judge | None:
         need = static_kib if static_kib is not None else sum(c.memory_mib for c in cells) * KIB_PER_MIB
         if need > (host.hugepages_free.get(page, 0) * page if hugepages else host.small_free_kib):
             return None
-        # Unpinned vNUMA nodes on one page size (the usual dynamic case): if the host nodes hold, between
-        # them, as many copies of the largest vNUMA node as there are vNUMA nodes, they all fit.
-        if quick is not None and capacity(host, quick, mode) >= quick.count:
-            return None
-        fit = map_cells(host, cells, mode, may_share=not plan.resize)
+        fit = map_cells(host, cells, mode, may_share=not plan.resize, summary=quick)
         return fit.reason if isinstance(fit, NoFit) else None
 
     if static is None or static_hard or mode == "none":
         return each(check)
-    # Hosts short of pCPUs as a whole are CpuPinning's to explain: skip them without a call.
+    # Hosts short of pCPUs as a whole are CpuPinning's to explain. Unpinned vNUMA nodes on one page size (the
+    # usual dynamic case) all fit if the host nodes hold, between them, as many copies of the largest one as
+    # there are vNUMA nodes. Either settles a host without the full check.
     if isolate:
-        return lambda hosts: {i: r for i, h in enumerate(hosts) if h.free_cores >= vcpus and (r := check(h))}
-    return lambda hosts: {i: r for i, h in enumerate(hosts) if h.free_threads >= vcpus and (r := check(h))}
+        return lambda hosts: {
+            i: r
+            for i, h in enumerate(hosts)
+            if h.free_cores >= vcpus and (quick is None or capacity(h, quick, mode) < quick.count) and (r := check(h))
+        }
+    return lambda hosts: {
+        i: r
+        for i, h in enumerate(hosts)
+        if h.free_threads >= vcpus and (quick is None or capacity(h, quick, mode) < quick.count) and (r := check(h))
+    }
 
 
 def _pinned_nodes_missing(plan: Plan, host: HostState, cells) -> str | None:

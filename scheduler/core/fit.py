@@ -129,14 +129,15 @@ def map_cells(
     *,
     may_share: bool,
     pins: Mapping[int, int] | None = None,
+    summary: Uniform | None = None,
 ) -> dict[int, CellFit] | NoFit:
     """Assign each cell to one host node (backtracking); cells go to distinct nodes when possible.
 
     With ``may_share`` several cells may share a node once no distinct assignment exists. ``pins`` (vCPU ->
     pCPU mask) adds oVirt's ``considerCpuPinning``: a node qualifies only if it holds a pinned pCPU of every
-    vCPU of the cell.
+    vCPU of the cell. ``summary`` is :func:`uniform` of the cells, from a caller that fits them on many hosts.
     """
-    u = uniform(cells, mode) if pins is None and mode != "require" else None
+    u = summary or (uniform(cells, mode) if pins is None and mode != "require" else None)
     if u is not None:
         roomy = fits_distinct(host, u, mode)
         if len(roomy) >= u.count:
@@ -148,10 +149,12 @@ def map_cells(
     units = [node_units(host, nd, mode) for nd in nodes]
     small = [nd.small_free_kib for nd in nodes]
     pages = [dict(nd.hugepages_free) for nd in nodes]
-    needs = [0 if mode == "none" else len(c.vcpus) for c in cells]
+    # Alike cells fit the same nodes, so once counting settled them the first one speaks for all.
+    looked_at = cells[:1] if settled else cells
+    needs = [0 if mode == "none" else len(c.vcpus) for c in looked_at]
 
     candidates: list[list[int]] = []
-    for cell, need in zip(cells, needs, strict=True):
+    for cell, need in zip(looked_at, needs, strict=True):
         rank = {node: pos for pos, node in enumerate(cell.preferred)}
         order = sorted(
             range(len(nodes)),
@@ -201,16 +204,16 @@ class Uniform:
 
 def uniform(cells: Sequence[CellNeed], mode: CpuMode) -> Uniform | None:
     """The summary :func:`fits_distinct` and :func:`capacity` need; None if a cell is pinned or multi-size."""
-    if not cells or any(c.allowed is not None or c.preferred or len(c.page_sizes) != 1 for c in cells):
+    if not cells or len(cells[0].page_sizes) != 1:
         return None
     page = cells[0].page_sizes[0]
-    if any(c.page_sizes[0] != page for c in cells):
-        return None
-    if page != SMALL_PAGE_KIB and any(c.memory_mib * KIB_PER_MIB % page for c in cells):
-        return None
-    sizes = {(0 if mode == "none" else len(c.vcpus), c.memory_mib) for c in cells}
-    if min(m for _, m in sizes) <= 0:
-        return None
+    sizes: set[tuple[int, int]] = set()
+    for c in cells:
+        if c.allowed is not None or c.preferred or len(c.page_sizes) != 1 or c.page_sizes[0] != page:
+            return None
+        if c.memory_mib <= 0 or (page != SMALL_PAGE_KIB and c.memory_mib * KIB_PER_MIB % page):
+            return None
+        sizes.add((0 if mode == "none" else len(c.vcpus), c.memory_mib))
     need = max(n for n, _ in sizes)
     return Uniform(len(cells), need, max(m for _, m in sizes) * KIB_PER_MIB, page, alike=len(sizes) == 1)
 

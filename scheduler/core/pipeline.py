@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from itertools import compress, repeat
-from operator import add, mul, not_
+from operator import add, is_not, mul, not_
 
 from .filters import FILTERS, Judge
 from .fit import NoFit
@@ -22,7 +22,6 @@ from .model import (
 from .placement import make_plan, place
 from .state import HostState
 from .weights import WEIGHTS, Scorer
-
 
 # Hosts named in a "no host" message; the verdicts carry the rest.
 _MESSAGE_HOSTS = 3
@@ -107,19 +106,11 @@ def schedule(
         break
     else:
         order = []
-    scores: list[float | None] = [None] * len(states)
-    ranks: list[int | None] = [None] * len(states)
-    for rank, index in enumerate(order, start=1):
-        scores[positions[index]] = totals[index]
-        ranks[positions[index]] = rank
     ids = [h.id for h in states]
-    verdicts = tuple(
-        _verdict((host_id, rank is not None, score, rank, rejected))
-        for host_id, score, rank, rejected in zip(ids, scores, ranks, rejections, strict=True)
-    )
+    ranked = [positions[index] for index in order]
+    verdicts = _verdicts(ids, rejections, ranked, [totals[index] for index in order])
     error = None if chosen else _no_host(vm, hosts, verdicts)
-    ranked = tuple(ids[positions[index]] for index in order)
-    return Decision(verdicts, ranked, chosen.id if chosen else None, placement, error)
+    return Decision(verdicts, tuple(ids[p] for p in ranked), chosen.id if chosen else None, placement, error)
 
 
 def _judge(states: Sequence[HostState], judges: Sequence[tuple[str, Judge]]) -> list[tuple[Rejection, ...]]:
@@ -133,6 +124,19 @@ def _judge(states: Sequence[HostState], judges: Sequence[tuple[str, Judge]]) -> 
                 rejection = alike[reason] = (Rejection(name, reason),)
             rejections[position] += rejection
     return rejections
+
+
+def _verdicts(
+    ids: Sequence[int], rejections: Sequence[tuple[Rejection, ...]], ranked: Sequence[int], scores: Sequence[float]
+) -> tuple[HostVerdict, ...]:
+    """A verdict per host in input order; ``ranked`` are the positions of the ranked hosts, best first."""
+    score_of: list[float | None] = [None] * len(ids)
+    rank_of: list[int | None] = [None] * len(ids)
+    for rank, (position, score) in enumerate(zip(ranked, scores, strict=True), start=1):
+        score_of[position] = score
+        rank_of[position] = rank
+    eligible = map(is_not, rank_of, repeat(None))  # exactly the ranked hosts
+    return tuple(map(_verdict, zip(ids, eligible, score_of, rank_of, rejections, strict=True)))
 
 
 def _totals(eligible: Sequence[HostState], scorers: Sequence[tuple[float, Scorer]]) -> list[float]:
