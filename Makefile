@@ -52,8 +52,16 @@ test-browser: setup
 	scripts/system-packages browser
 	HPADMIN_BROWSER_TESTS=1 $(PYTEST) -p no:cacheprovider -v -m browser tests/browser
 
+## schemathesis against the OpenAPI schema of a throw-away server; fails on any 5xx or schema violation.
+test-api-fuzz: setup
+	scripts/api-fuzz
+
+## Every benchmark; each prints its figures.
 bench: setup
 	$(PY) benchmarks/bench_scheduler.py
+	$(PY) benchmarks/bench_ui.py
+	$(PY) benchmarks/bench_api.py
+	$(PY) benchmarks/bench_jobs.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

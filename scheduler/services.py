@@ -17,7 +17,6 @@ from hpadmin.inventory.models import Host
 from hpadmin.vms.models import VirtualMachine
 from scheduler.core import model as core
 from scheduler.core.pipeline import schedule
-from scheduler.core.state import build_host_state
 
 from . import snapshot
 from .models import Allocation, AllocationState
@@ -57,8 +56,7 @@ def decide(
     """Judge every host of the VM's cluster (or only ``hosts``) for the VM; no lock, nothing written."""
     if hosts is None:
         hosts = list(Host.objects.filter(cluster_id=vm.cluster_id))
-    topologies, allocations = snapshot.load_hosts(hosts)
-    states = [build_host_state(t, allocations.get(t.id, ())) for t in topologies]
+    states = snapshot.host_states(hosts)
     request = core.ScheduleRequest(
         action=action,
         destination=destination.pk if destination else None,

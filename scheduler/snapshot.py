@@ -9,19 +9,23 @@ from hpadmin.inventory.models import Cluster, Host, HostCpu, HostNumaNode, HugeP
 from hpadmin.vms.models import VirtualMachine
 from scheduler.core import model as core
 from scheduler.core.cpuset import parse_pinning
+from scheduler.core.state import HostState, build_host_state
 
 from .models import Allocation, AllocationState
 
+_ALLOCATION_FIELDS = ("vm_id", "state", "exclusive_cpus", "shared_cpus", "vcpus", "memory_mib", "hugepages")
 
-def allocation_to_core(row: Allocation) -> core.Allocation:
+
+def allocation_to_core(vm_id, state, exclusive_cpus, shared_cpus, vcpus, memory_mib, hugepages) -> core.Allocation:
+    """An allocation row (its ``_ALLOCATION_FIELDS``) as the core sees it."""
     return core.Allocation(
-        vm_id=row.vm_id,
-        pending=row.state == AllocationState.PENDING,
-        exclusive_cpus=frozenset(row.exclusive_cpus),
-        shared_cpus=frozenset(row.shared_cpus),
-        vcpus=row.vcpus,
-        memory_mib={int(k): int(v) for k, v in row.memory_mib.items()},
-        hugepages={int(n): {int(s): int(p) for s, p in pages.items()} for n, pages in row.hugepages.items()},
+        vm_id=vm_id,
+        pending=state == AllocationState.PENDING,
+        exclusive_cpus=frozenset(exclusive_cpus),
+        shared_cpus=frozenset(shared_cpus),
+        vcpus=vcpus,
+        memory_mib={int(k): int(v) for k, v in memory_mib.items()},
+        hugepages={int(n): {int(s): int(p) for s, p in pages.items()} for n, pages in hugepages.items()},
     )
 
 
@@ -80,18 +84,34 @@ def _load_topologies(hosts: list[Host]) -> None:
         _topologies[host.pk] = (_topology_key(host), topology)
 
 
-def load_hosts(
-    hosts: Iterable[Host] | None = None, *, cluster: Cluster | None = None
-) -> tuple[list[core.HostTopology], dict[int, list[core.Allocation]]]:
-    """Topologies and allocations of the given hosts (or every host of ``cluster``), in at most five queries."""
-    hosts = list(Host.objects.filter(cluster=cluster) if hosts is None else hosts)
+# A host's state changes only with its topology or its allocations (rows are written once; a claim becomes
+# active by changing its state), so states are kept too and rebuilt for the hosts whose rows changed.
+_states: dict[int, tuple[tuple, HostState]] = {}
+
+
+def host_states(hosts: Iterable[Host]) -> list[HostState]:
+    """The scheduler's view of ``hosts`` (topology and what their allocations leave free), in at most six
+    queries: one to see which hosts changed, the rest only for those."""
+    hosts = list(hosts)
     stale = [h for h in hosts if _topologies.get(h.pk, ((),))[0] != _topology_key(h)]
     if stale:
         _load_topologies(stale)
-    allocations: dict[int, list[core.Allocation]] = defaultdict(list)
-    for row in Allocation.objects.filter(host_id__in=[h.pk for h in hosts]):
-        allocations[row.host_id].append(allocation_to_core(row))
-    return [_topologies[h.pk][1] for h in hosts], dict(allocations)
+    held: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for pk, host_id, state in Allocation.objects.filter(host_id__in=[h.pk for h in hosts]).values_list(
+        "pk", "host_id", "state"
+    ):
+        held[host_id].append((pk, state))
+    keys = {h.pk: (_topologies[h.pk][0], tuple(sorted(held[h.pk]))) for h in hosts}
+    changed = [h.pk for h in hosts if _states.get(h.pk, ((),))[0] != keys[h.pk]]
+    if changed:
+        rows: dict[int, list[core.Allocation]] = defaultdict(list)
+        for host_id, *fields in Allocation.objects.filter(host_id__in=changed).values_list(
+            "host_id", *_ALLOCATION_FIELDS
+        ):
+            rows[host_id].append(allocation_to_core(*fields))
+        for host_id in changed:
+            _states[host_id] = (keys[host_id], build_host_state(_topologies[host_id][1], rows[host_id]))
+    return [_states[h.pk][1] for h in hosts]
 
 
 def cluster_config(cluster: Cluster) -> core.ClusterConfig:

@@ -49,6 +49,8 @@ class ApiViewMixin:
 
 @extend_schema_view(destroy=extend_schema(responses={204: None, 409: CONFLICT}))
 class ClusterViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    """Clusters: hosts that VMs may migrate between, with their scheduling and migration defaults."""
+
     queryset = Cluster.objects.all()
     serializer_class = serializers.ClusterSerializer
     filterset_class = filters.ClusterFilter
@@ -95,6 +97,8 @@ class HostViewSet(
 
 @extend_schema_view(destroy=extend_schema(responses={204: None, 409: CONFLICT}))
 class TemplateViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    """Templates: VM configurations that new VMs and pools inherit (placement hosts included)."""
+
     queryset = Template.objects.prefetch_related("placement_hosts")
     serializer_class = serializers.TemplateSerializer
     filterset_class = filters.TemplateFilter
@@ -102,6 +106,8 @@ class TemplateViewSet(ApiViewMixin, viewsets.ModelViewSet):
 
 
 class PoolViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    """Pools: sets of like VMs made from a template; a new pool starts from its template's configuration."""
+
     queryset = Pool.objects.prefetch_related("placement_hosts")
     serializer_class = serializers.PoolSerializer
     filterset_class = filters.PoolFilter
@@ -188,6 +194,8 @@ class VirtualMachineViewSet(ApiViewMixin, viewsets.ModelViewSet):
 
 
 class MigrationJobViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+    """Migration jobs, from request to outcome: state, progress, downtime, suspended settings, error."""
+
     queryset = MigrationJob.objects.all()
     serializer_class = serializers.MigrationJobSerializer
     filterset_class = filters.MigrationJobFilter
@@ -195,6 +203,8 @@ class MigrationJobViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class EventViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+    """The audit trail: who did what to which VM, host and job."""
+
     queryset = Event.objects.all()
     serializer_class = serializers.EventSerializer
     filterset_class = filters.EventFilter

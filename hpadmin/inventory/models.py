@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
@@ -56,11 +58,15 @@ class Cluster(models.Model):
         if not isinstance(self.cpu_level_flags, list) or not all(isinstance(f, str) for f in self.cpu_level_flags):
             raise ValidationError({"cpu_level_flags": "Give the CPU flags as a list of names."})
         factors = self.weight_factors or {}
+        if not isinstance(factors, dict):
+            raise ValidationError({"weight_factors": "Give the weight factors as a mapping of weight name to number."})
         unknown = sorted(set(factors) - set(DEFAULT_WEIGHT_FACTORS))
         if unknown:
             raise ValidationError({"weight_factors": f"Unknown weight(s): {', '.join(unknown)}."})
-        if any(not isinstance(v, int | float) or v < 0 for v in factors.values()):
-            raise ValidationError({"weight_factors": "Weight factors are numbers of 0 or more."})
+        if any(
+            isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf for v in factors.values()
+        ):
+            raise ValidationError({"weight_factors": "Weight factors are finite numbers of 0 or more."})
 
     def effective_weight_factors(self) -> dict[str, float]:
         return {**DEFAULT_WEIGHT_FACTORS, **(self.weight_factors or {})}

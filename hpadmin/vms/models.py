@@ -42,6 +42,9 @@ DYNAMIC_PINNING_POLICIES = frozenset(
 )
 
 
+MAX_VCPUS = 710
+
+
 class HugePageSize(models.IntegerChoices):
     SIZE_2M = 2048, "2 MiB"
     SIZE_1G = 1048576, "1 GiB"
@@ -77,9 +80,13 @@ class VmConfig(models.Model):
 
     # System
     memory_mib = models.PositiveIntegerField("Memory size (MiB)", default=1024, validators=[MinValueValidator(1)])
-    sockets = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
-    cores = models.PositiveSmallIntegerField("Cores per socket", default=1, validators=[MinValueValidator(1)])
-    threads = models.PositiveSmallIntegerField("Threads per core", default=1, validators=[MinValueValidator(1)])
+    sockets = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(16)])
+    cores = models.PositiveSmallIntegerField(
+        "Cores per socket", default=1, validators=[MinValueValidator(1), MaxValueValidator(254)]
+    )
+    threads = models.PositiveSmallIntegerField(
+        "Threads per core", default=1, validators=[MinValueValidator(1), MaxValueValidator(8)]
+    )
 
     # Host
     placement_hosts = models.ManyToManyField(
@@ -185,6 +192,8 @@ class VmConfig(models.Model):
         def error(field: str, message: str) -> None:
             errors.setdefault(field, []).append(message)
 
+        if self.sockets and self.cores and self.threads and self.vcpus > MAX_VCPUS:
+            error("sockets", f"{self.vcpus} vCPUs are too many: a VM has at most {MAX_VCPUS} (QEMU's q35 limit).")
         self._clean_cpu_pinning(error)
         nodes = self._clean_numa_nodes(error)
         self._clean_hugepages(nodes, error)

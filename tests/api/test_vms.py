@@ -198,6 +198,15 @@ def test_other_bad_values_are_400(api, cluster, values, field):
     assert list(r.json()) == [field]
 
 
+def test_an_absurd_vcpu_count_is_400(api, cluster):
+    r = create(api, name="vm", cluster=cluster.pk, sockets=32767, cores=32767, threads=32767)
+    assert r.status_code == 400
+    assert set(r.json()) == {"sockets", "cores", "threads"}
+    r = create(api, name="vm", cluster=cluster.pk, sockets=16, cores=254, threads=1)
+    assert r.status_code == 400
+    assert r.json()["sockets"] == ["4064 vCPUs are too many: a VM has at most 710 (QEMU's q35 limit)."]
+
+
 def test_missing_cluster_is_400(api):
     r = create(api, name="vm")
     assert r.status_code == 400 and "cluster" in r.json()

@@ -208,3 +208,9 @@ def test_stored_placement_hosts_are_checked_when_none_are_staged():
     vm = make_vm(cluster, hosts=[host], numa_nodes=numa(([0], 512, [1])), cores=2, memory_mib=1024)
     vm.placement_hosts.clear()
     assert "at least one host" in errors_of(VirtualMachine.objects.get(pk=vm.pk))["numa_nodes"][0]
+
+
+def test_vcpu_count_is_bounded():
+    errors = errors_of(new_vm(sockets=16, cores=64, threads=1), hosts=[])
+    assert errors["sockets"] == ["1024 vCPUs are too many: a VM has at most 710 (QEMU's q35 limit)."]
+    assert "threads" in errors_of(new_vm(threads=9), hosts=[])
