@@ -12,44 +12,11 @@ the size of each answer. It prints figures; it is not a test.
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import scale
+
 CANDIDATES_TARGET_MS = 150.0
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=1000)
-    parser.add_argument("--vms", type=int, default=10000)
-    parser.add_argument("--repeat", type=int, default=15, help="Timed requests per URL.")
-    parser.add_argument("--var-dir", help="Use this directory for the database instead of a temporary one.")
-    return parser.parse_args()
-
-
-def setup_django(var_dir: str) -> None:
-    os.environ["HPADMIN_VAR_DIR"] = var_dir
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hpadmin.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
-def build(hosts: int, vms: int) -> float:
-    from django.core.management import call_command
-
-    started = time.perf_counter()
-    call_command("migrate", verbosity=0, interactive=False)
-    with open(os.devnull, "w") as quiet:
-        call_command("demo", "--no-start", "--hosts", str(hosts), "--vms", str(vms), stdout=quiet)
-    return time.perf_counter() - started
 
 
 def running_hp_vm():
@@ -82,46 +49,13 @@ def urls(vm) -> list[tuple[str, str]]:
     ]
 
 
-def measure(vm, repeat: int) -> list[dict]:
+def main() -> int:
+    args = scale.parse_args(__doc__.splitlines()[0])
+    var_dir, seconds = scale.setup(args, "hpadmin-bench-api-")
+
     from django.contrib.auth import get_user_model
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
-
-    token, _ = Token.objects.get_or_create(user=get_user_model().objects.get(username="admin"))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    results = []
-    for label, url in urls(vm):
-        response = client.get(url)  # warm up
-        assert response.status_code == 200, (url, response.status_code, response.content[:300])
-        with CaptureQueriesContext(connection) as queries:
-            client.get(url)
-        query_count = len(queries)
-        times = []
-        for _ in range(repeat):
-            started = time.perf_counter()
-            client.get(url)
-            times.append((time.perf_counter() - started) * 1000)
-        results.append(
-            {
-                "label": label,
-                "median": statistics.median(times),
-                "max": max(times),
-                "queries": query_count,
-                "kib": len(response.content) / 1024,
-            }
-        )
-    return results
-
-
-def main() -> int:
-    args = parse_args()
-    var_dir = args.var_dir or tempfile.mkdtemp(prefix="hpadmin-bench-api-")
-    Path(var_dir).mkdir(parents=True, exist_ok=True)
-    setup_django(var_dir)
-    seconds = build(args.hosts, args.vms)
 
     from hpadmin.inventory.models import Host
     from hpadmin.vms.models import VirtualMachine
@@ -135,7 +69,10 @@ def main() -> int:
     target = f"{CANDIDATES_TARGET_MS:.0f} ms"
     print(f"Server time per request, {args.repeat} requests each; migration candidates target {target}\n")
     print(f"{'request':<42} {'median ms':>10} {'max ms':>8} {'queries':>8} {'KiB':>6}")
-    for row in measure(vm, args.repeat):
+    token, _ = Token.objects.get_or_create(user=get_user_model().objects.get(username="admin"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    for row in scale.measure(client, [(label, url, {}) for label, url in urls(vm)], args.repeat):
         over = row["label"].startswith("migration candidates") and row["median"] > CANDIDATES_TARGET_MS
         print(
             f"{row['label']:<42} {row['median']:>10.1f} {row['max']:>8.1f} {row['queries']:>8} "

@@ -11,43 +11,11 @@ admin and prints the median and slowest time, the query count and the size of ea
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import scale
+
 TARGET_MS = 150.0
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=1000)
-    parser.add_argument("--vms", type=int, default=10000)
-    parser.add_argument("--repeat", type=int, default=15, help="Timed requests per page.")
-    parser.add_argument("--var-dir", help="Use this directory for the database instead of a temporary one.")
-    return parser.parse_args()
-
-
-def setup_django(var_dir: str) -> None:
-    os.environ["HPADMIN_VAR_DIR"] = var_dir
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hpadmin.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
-def build(hosts: int, vms: int) -> float:
-    from django.core.management import call_command
-
-    started = time.perf_counter()
-    call_command("migrate", verbosity=0, interactive=False)
-    call_command("demo", "--no-start", "--hosts", str(hosts), "--vms", str(vms), stdout=open(os.devnull, "w"))  # noqa: SIM115
-    return time.perf_counter() - started
 
 
 def pages() -> list[tuple[str, str, dict]]:
@@ -81,44 +49,12 @@ def pages() -> list[tuple[str, str, dict]]:
     ]
 
 
-def measure(repeat: int) -> list[dict]:
-    from django.contrib.auth import get_user_model
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
-    client = Client()
-    client.force_login(get_user_model().objects.get(username="admin"))
-    results = []
-    for label, url, headers in pages():
-        response = client.get(url, headers=headers)  # warm up caches and the template loader
-        assert response.status_code == 200, (url, response.status_code)
-        with CaptureQueriesContext(connection) as queries:
-            client.get(url, headers=headers)
-        query_count = len(queries)  # read now: the next request clears the connection's query log
-        times = []
-        for _ in range(repeat):
-            started = time.perf_counter()
-            client.get(url, headers=headers)
-            times.append((time.perf_counter() - started) * 1000)
-        results.append(
-            {
-                "label": label,
-                "median": statistics.median(times),
-                "max": max(times),
-                "queries": query_count,
-                "kib": len(response.content) / 1024,
-            }
-        )
-    return results
-
-
 def main() -> int:
-    args = parse_args()
-    var_dir = args.var_dir or tempfile.mkdtemp(prefix="hpadmin-bench-ui-")
-    Path(var_dir).mkdir(parents=True, exist_ok=True)
-    setup_django(var_dir)
-    seconds = build(args.hosts, args.vms)
+    args = scale.parse_args(__doc__.splitlines()[0])
+    var_dir, seconds = scale.setup(args, "hpadmin-bench-ui-")
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
 
     from hpadmin.inventory.models import Host
     from hpadmin.vms.models import VirtualMachine
@@ -129,8 +65,10 @@ def main() -> int:
     )
     print(f"Server render time per page, {args.repeat} requests each, target {TARGET_MS:.0f} ms:\n")
     print(f"{'page':<40} {'median ms':>10} {'max ms':>8} {'queries':>8} {'KiB':>6}")
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="admin"))
     slow = 0
-    for row in measure(args.repeat):
+    for row in scale.measure(client, pages(), args.repeat):
         verdict = "" if row["median"] <= TARGET_MS else "  over target"
         slow += bool(verdict)
         print(
