@@ -14,6 +14,7 @@ out. ``HPADMIN_SIMULATION_SPEED`` divides every wait, so tests run in millisecon
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
@@ -42,6 +43,7 @@ DEFAULT_BANDWIDTH_MIBPS = 1100.0  # a 10 GbE link
 DEFAULT_MAX_DOWNTIME_MS = 300.0
 STALL_ITERATIONS = 2  # passes in a row that dirty over half of what they copied: the migration stalls
 MAX_ITERATIONS = 30
+PROGRESS_STEP_S = 0.25
 DEFAULT_FLAGS = "sse4_2,avx,avx2,aes,pdpe1gb,vmx"
 
 
@@ -254,9 +256,17 @@ class SimulatedDriver:
         progress(MigrationProgress("setup", 0.0, total, total, dirty, 0))
         for iteration in range(1, MAX_ITERATIONS + 1):
             pass_s = remaining / bandwidth
-            self._wait(domain_pk, pass_s / speed)
-            if fail_midway and transferred + remaining >= total / 2:
-                raise HypervisorError("The migration failed during the memory copy: the connection was reset.")
+            # Report along the pass, as QEMU's job stats would, about four times a (real) second.
+            steps = max(1, math.ceil(pass_s / speed / PROGRESS_STEP_S))
+            for step in range(1, steps + 1):
+                self._wait(domain_pk, pass_s / steps / speed)
+                done = remaining * step / steps
+                if fail_midway and transferred + done >= total / 2:
+                    raise HypervisorError("The migration failed during the memory copy: the connection was reset.")
+                if step < steps:
+                    percent = min(99.0, 100.0 * (transferred + done) / (transferred + remaining))
+                    rate = dirty * (1 - throttle)
+                    progress(MigrationProgress(phase, percent, total, remaining - done, rate, iteration))
             elapsed += pass_s
             transferred += remaining
             dirtied = min(total, dirty * (1 - throttle) * pass_s)

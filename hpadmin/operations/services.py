@@ -213,7 +213,7 @@ def migrate_vms(
 def cancel_migration(job: MigrationJob, user=None) -> MigrationJob:
     """Cancel a waiting job at once; abort a running migration through the driver (the task records it)."""
     with transaction.atomic():
-        job = MigrationJob.objects.select_for_update().select_related("vm", "source").get(pk=job.pk)
+        job = MigrationJob.objects.select_for_update(of=("self",)).select_related("vm", "source").get(pk=job.pk)
         if not job.is_active:
             raise OperationError(
                 f"The migration of {job.vm.name} has already ended ({job.get_state_display().lower()}).", status=409
@@ -262,7 +262,7 @@ def dispatch_pending() -> list[int]:
             incoming[dest] = incoming.get(dest, 0) + n
         clusters = dict(running.values_list("vm__cluster").annotate(n=Count("pk")))
         waiting = (
-            MigrationJob.objects.select_for_update(skip_locked=True)
+            MigrationJob.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(state=JobState.PENDING)
             .select_related("vm")
             .order_by("created_at", "pk")

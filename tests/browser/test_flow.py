@@ -17,6 +17,7 @@ from hpadmin.operations.models import Event, MigrationJob
 from hpadmin.vms.models import VirtualMachine
 from scheduler.models import Allocation
 from tests.factories import make_cluster, make_host
+from tests.operations.test_worker import workers  # noqa: F401 - fixture
 
 pytestmark = [
     pytest.mark.browser,
@@ -110,7 +111,7 @@ def chip(page, host: str, vnode: int):
     return host_section(page, host).locator(f".vnuma-chip[data-vnode='{vnode}']")
 
 
-def test_hp_vm_from_creation_to_migration(page, inventory):
+def test_hp_vm_from_creation_to_migration(page, inventory, workers):  # noqa: F811
     cluster, hosts = inventory
 
     # Log in.
@@ -226,13 +227,17 @@ def test_hp_vm_from_creation_to_migration(page, inventory):
         assert row.count() == 1 and reason in row.inner_text(), (name, row.inner_text())
     shot(page, "09-migrate-dialog")
 
-    # Migrate with the automatic choice and watch the job to its end.
+    # Migrate with the automatic choice: a real worker process carries it out at real-time speed (4 GiB over
+    # a simulated 10 GbE link takes a few seconds) while the page polls the job's progress to its end.
     assert migrate.locator("#destination-auto").is_checked()
+    workers(speed=1.0)
     migrate.locator("button[type=submit]", has_text="Migrate").click()
     page.wait_for_selector("text=Migration of hp-flow requested.")
     history = page.locator("#vm-panels")
-    history.locator(".job-progress .badge", has_text="Succeeded").wait_for()
-    shot(page, "10-migration-finished")
+    page.locator(".job-progress", has_text="Migrating").first.wait_for(timeout=30_000)
+    shot(page, "10-migration-in-progress")
+    history.locator(".job-progress .badge", has_text="Succeeded").wait_for(timeout=60_000)
+    shot(page, "11-migration-finished")
 
     # The VM runs on its new host with the pinning of that host.
     job = MigrationJob.objects.get(vm=vm)
@@ -251,7 +256,7 @@ def test_hp_vm_from_creation_to_migration(page, inventory):
     page.goto(target.get_absolute_url())
     page.locator(".topology").wait_for()
     assert "hp-flow" in page.locator("body").inner_text()
-    shot(page, "11-new-host-topology")
+    shot(page, "12-new-host-topology")
     page.goto("/events/")
     assert "hp-flow" in page.locator("#list").inner_text()
-    shot(page, "12-events")
+    shot(page, "13-events")

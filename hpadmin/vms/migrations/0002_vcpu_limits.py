@@ -5,55 +5,87 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('vms', '0001_initial'),
+        ("vms", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='pool',
-            name='cores',
-            field=models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(254)], verbose_name='Cores per socket'),
+            model_name="pool",
+            name="cores",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(254)],
+                verbose_name="Cores per socket",
+            ),
         ),
         migrations.AlterField(
-            model_name='pool',
-            name='sockets',
-            field=models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(16)]),
+            model_name="pool",
+            name="sockets",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(16)],
+            ),
         ),
         migrations.AlterField(
-            model_name='pool',
-            name='threads',
-            field=models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(8)], verbose_name='Threads per core'),
+            model_name="pool",
+            name="threads",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(8)],
+                verbose_name="Threads per core",
+            ),
         ),
         migrations.AlterField(
-            model_name='template',
-            name='cores',
-            field=models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(254)], verbose_name='Cores per socket'),
+            model_name="template",
+            name="cores",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(254)],
+                verbose_name="Cores per socket",
+            ),
         ),
         migrations.AlterField(
-            model_name='template',
-            name='sockets',
-            field=models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(16)]),
+            model_name="template",
+            name="sockets",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(16)],
+            ),
         ),
         migrations.AlterField(
-            model_name='template',
-            name='threads',
-            field=models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(8)], verbose_name='Threads per core'),
+            model_name="template",
+            name="threads",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(8)],
+                verbose_name="Threads per core",
+            ),
         ),
         migrations.AlterField(
-            model_name='virtualmachine',
-            name='cores',
-            field=models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(254)], verbose_name='Cores per socket'),
+            model_name="virtualmachine",
+            name="cores",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(254)],
+                verbose_name="Cores per socket",
+            ),
         ),
         migrations.AlterField(
-            model_name='virtualmachine',
-            name='sockets',
-            field=models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(16)]),
+            model_name="virtualmachine",
+            name="sockets",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(16)],
+            ),
         ),
         migrations.AlterField(
-            model_name='virtualmachine',
-            name='threads',
-            field=models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(8)], verbose_name='Threads per core'),
+            model_name="virtualmachine",
+            name="threads",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(8)],
+                verbose_name="Threads per core",
+            ),
         ),
     ]
