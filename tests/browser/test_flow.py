@@ -8,6 +8,7 @@ Runs only with HPADMIN_BROWSER_TESTS=1 (``make test-browser``); it drives Debian
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -77,9 +78,17 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
 
 
+@contextmanager
 def refresh_after(page, changed: str):
-    """Wait for the dialog's re-render that a change of field ``changed`` triggers."""
-    return page.expect_response(lambda r: f"_changed={changed}" in r.url)
+    """Wait for the dialog's re-render that a change of field ``changed`` triggers, swapped in and settled
+    (typing into a field the swap is about to replace would be lost)."""
+    with page.expect_response(lambda r: f"_changed={changed}" in r.url):
+        yield
+    settled(page)
+
+
+def settled(page) -> None:
+    page.wait_for_function("!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
 
 
 def drag(page, source, target) -> None:
@@ -147,8 +156,10 @@ def test_hp_vm_from_creation_to_migration(page, inventory, workers):  # noqa: F8
     dialog.locator("#tab-resources").click()
     with refresh_after(page, "cpu_pinning_policy"):
         dialog.locator("#id_cpu_pinning_policy").select_option("manual")
-    dialog.locator("#id_cpu_pinning").fill("0#1_1")
+    with page.expect_response(lambda r: "_validate=cpu_pinning" in r.url):
+        dialog.locator("#id_cpu_pinning").fill("0#1_1")
     page.locator("#cpu_pinning-feedback .invalid-feedback", has_text="Invalid CPU pinning at character 5").wait_for()
+    settled(page)
     dialog.locator("#id_cpu_pinning").fill("0#1_1#2-3,^3")
     page.locator("#cpu_pinning-feedback .valid-feedback", has_text="vCPU 1 → pCPU 2").wait_for()
     shot(page, "03-live-pinning-check")
