@@ -125,7 +125,8 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
         host=destination,
         job=job,
     )
-    last_write = [0.0]
+    driver = get_driver(source.uri)
+    last_write, aborting = [0.0], [False]
 
     def progress(p: MigrationProgress) -> None:
         now = time.monotonic()
@@ -140,11 +141,16 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
             dirty_rate_mibps=p.dirty_rate_mibps,
             heartbeat_at=timezone.now(),
         )
+        # A cancel that came before the hypervisor had the migration under way could not abort it; do it now.
+        if not aborting[0] and MigrationJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
+            aborting[0] = True
+            try:
+                driver.abort_migration(source.uri, vm.name)
+            except HypervisorError as exc:
+                logger.info("abort of %s: %s", job, exc.message)
 
     try:
-        result = get_driver(source.uri).migrate(
-            source.uri, destination.uri, domain_spec(vm, claim), options.driver, progress
-        )
+        result = driver.migrate(source.uri, destination.uri, domain_spec(vm, claim), options.driver, progress)
     except HypervisorError as exc:
         return _after_failure(job, vm, claim, exc)
     with transaction.atomic():

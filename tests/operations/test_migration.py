@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from django.db import connections
 
 from hpadmin.hypervisor.models import FaultKind, SimulatedDomain, SimulatedFault
 from hpadmin.hypervisor.simulated import SimulatedDriver
@@ -256,7 +257,14 @@ def test_cancel_aborts_a_running_migration(settings):
 
     celery_app.conf.CELERY_TASK_ALWAYS_EAGER = False  # run the job ourselves, in a thread, to cancel it meanwhile
     job = MigrationJob.objects.create(vm=vm, source=hosts[0], mode="automatic", force=True, state="scheduling")
-    worker = threading.Thread(target=engine.run_job, args=(job.pk,))
+
+    def run_job():
+        try:
+            engine.run_job(job.pk)
+        finally:
+            connections.close_all()  # the thread's own connection, so the test database can be dropped
+
+    worker = threading.Thread(target=run_job)
     worker.start()
     deadline = time.monotonic() + 10
     while MigrationJob.objects.get(pk=job.pk).state != JobState.MIGRATING and time.monotonic() < deadline:
