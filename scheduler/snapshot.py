@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from hpadmin.inventory.models import Cluster, Host, HostCpu, HostNumaNode, HugePagePool
 from hpadmin.vms.models import VirtualMachine
 from scheduler.core import model as core
-from scheduler.core.cpuset import parse_pinning
 from scheduler.core.state import HostState, build_host_state
 
 from .models import Allocation, AllocationState
@@ -165,7 +164,7 @@ def vm_request(vm: VirtualMachine, placement_hosts: Iterable[int] | None = None)
         cpu_passthrough=vm.cpu_passthrough,
         cpu_flags_at_start=frozenset(vm.cpu_flags_at_start),
         cpu_pinning_policy=vm.cpu_pinning_policy,
-        cpu_pinning=parse_pinning(vm.cpu_pinning) if vm.cpu_pinning_policy == "manual" else {},
+        cpu_pinning=vm.manual_pinning(),
         numa_nodes=_vnuma_nodes(vm),
         hugepage_kib=vm.hugepage_kib,
         running_on=vm.host_id,
