@@ -38,8 +38,10 @@ demo: migrate
 run: demo
 	DEBUG=$${DEBUG:-1} scripts/run-local
 
-## The test suite (SQLite by default; set DATABASE_URL / CELERY_BROKER_URL for PostgreSQL and Redis).
+## The import contracts, then the test suite (SQLite by default; set DATABASE_URL / CELERY_BROKER_URL for
+## PostgreSQL and Redis).
 test: setup
+	$(VENV)/bin/lint-imports --no-cache
 	$(PYTEST) -q -p no:cacheprovider
 
 ## Two real libvirt daemons on this machine and a live migration between them (needs root).
@@ -66,6 +68,7 @@ bench: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) node_modules $(VENDOR) var

@@ -33,7 +33,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from hpadmin.operations.models import ACTIVE_JOB_STATES, MigrationJob  # noqa: E402
+from hpadmin.operations.models import MigrationJob  # noqa: E402
 from hpadmin.operations.services import migrate_vms, start_vm  # noqa: E402
 from tests.factories import make_cluster, make_host, make_vm  # noqa: E402
 
@@ -74,7 +74,7 @@ def main(jobs: int, worker_count: int) -> None:
         start = time.perf_counter()
         created = migrate_vms(vms, force=True)
         ids = [j.pk for j in created]
-        while MigrationJob.objects.filter(pk__in=ids, state__in=ACTIVE_JOB_STATES).exists():
+        while MigrationJob.objects.filter(pk__in=ids).active().exists():
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
     finally:

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "hpadmin.operations",
     "hpadmin.hypervisor",
     "hpadmin.api",
+    "hpadmin.utilities",
     "scheduler",
 ]
 
@@ -141,12 +142,18 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
-    "dispatch-waiting-migrations": {"task": "hpadmin.operations.tasks.dispatch", "schedule": 10.0},
+    "dispatch-waiting-migrations": {"task": "hpadmin.operations.tasks.dispatch_waiting", "schedule": 10.0},
     "reconcile-orphaned-migrations": {"task": "hpadmin.operations.tasks.reconcile", "schedule": 30.0},
 }
 
 # Hypervisor: "simulated" (default) or "libvirt"; a host's URI scheme can still pick per host.
 HPADMIN_DRIVER = os.environ.get("HPADMIN_DRIVER", "simulated")
+# The driver serving each host URI scheme (named here, so the driver interface imports no driver).
+_LIBVIRT = "hpadmin.hypervisor.libvirt_driver.LibvirtDriver"
+HPADMIN_DRIVERS = {
+    "sim": "hpadmin.hypervisor.simulated.SimulatedDriver",
+    **dict.fromkeys(("qemu", "qemu+tcp", "qemu+ssh", "qemu+unix", "qemu+tls", "test"), _LIBVIRT),
+}
 # Simulated migrations run this many times faster than real ones (demo: 1, tests: large).
 HPADMIN_SIMULATION_SPEED = float(os.environ.get("HPADMIN_SIMULATION_SPEED", "1"))
 # Concurrent migrations per host (outgoing and incoming each) and per cluster.

@@ -7,7 +7,5 @@ urlpatterns = [
     path("api/", include("hpadmin.api.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("", include("hpadmin.inventory.urls")),
-    path("", include("hpadmin.vms.urls")),
-    path("", include("hpadmin.operations.urls")),
+    path("", include("hpadmin.webadmin.urls")),
 ]

@@ -11,6 +11,14 @@ class AllocationState(models.TextChoices):
     PENDING = "pending", "Pending"  # claimed for a start or an incoming migration
 
 
+class AllocationQuerySet(models.QuerySet):
+    def active(self) -> AllocationQuerySet:
+        return self.filter(state=AllocationState.ACTIVE)
+
+    def pending(self) -> AllocationQuerySet:
+        return self.filter(state=AllocationState.PENDING)
+
+
 class Allocation(models.Model):
     """Resources one VM holds on one host, and the placement applied there.
 
@@ -38,6 +46,8 @@ class Allocation(models.Model):
     emulator_cpus = models.JSONField(default=list, blank=True)
     iothread_cpus = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AllocationQuerySet.as_manager()
 
     class Meta:
         ordering = ["host", "vm"]

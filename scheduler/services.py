@@ -130,7 +130,7 @@ def _claim_on(vm: VirtualMachine, host: Host, *, action: str, force: bool, job) 
 def activate(allocation: Allocation) -> None:
     """The VM now runs where ``allocation`` was claimed: it becomes the VM's only active allocation."""
     with transaction.atomic():
-        Allocation.objects.filter(vm_id=allocation.vm_id, state=AllocationState.ACTIVE).delete()
+        Allocation.objects.filter(vm_id=allocation.vm_id).active().delete()
         allocation.state = AllocationState.ACTIVE
         allocation.job = None
         allocation.save(update_fields=["state", "job"])

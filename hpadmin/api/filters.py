@@ -6,7 +6,7 @@ import django_filters as filters
 from django.db.models import Q, QuerySet
 
 from hpadmin.inventory.models import Cluster, Host, HostStatus
-from hpadmin.operations.models import ACTIVE_JOB_STATES, Event, JobState, MigrationJob
+from hpadmin.operations.models import Event, JobState, MigrationJob
 from hpadmin.vms.models import MigrationMode, Pool, Template, VirtualMachine, VmStatus
 
 NAME_LOOKUPS = ["exact", "icontains"]
@@ -75,8 +75,8 @@ class MigrationJobFilter(filters.FilterSet):
 
     def filter_active(self, queryset: QuerySet, name: str, value: bool) -> QuerySet:
         if value:
-            return queryset.filter(state__in=ACTIVE_JOB_STATES)
-        return queryset.exclude(state__in=ACTIVE_JOB_STATES)
+            return queryset.active()
+        return queryset.finished()
 
 
 class EventFilter(filters.FilterSet):

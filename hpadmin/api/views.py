@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from hpadmin.inventory.models import Cluster, Host
 from hpadmin.inventory.services import refresh_capabilities
-from hpadmin.operations.models import ACTIVE_JOB_STATES, Event, MigrationJob
+from hpadmin.operations.models import Event, MigrationJob
 from hpadmin.operations.services import (
     OperationError,
     cancel_migration,
@@ -173,7 +173,7 @@ class VirtualMachineViewSet(ApiViewMixin, viewsets.ModelViewSet):
     def cancel_migration(self, request: Request, pk=None) -> Response:
         """Cancel the VM's migration: a waiting one at once, a running one is aborted."""
         vm = self.get_object()
-        job = vm.migration_jobs.filter(state__in=ACTIVE_JOB_STATES).order_by("-created_at").first()
+        job = vm.migration_jobs.active().order_by("-created_at").first()
         if job is None:
             raise OperationError(f"No migration of VM {vm.name} is in progress.", status=status.HTTP_409_CONFLICT)
         return self.job_accepted(cancel_migration(job, user=request.user))

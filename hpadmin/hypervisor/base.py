@@ -11,7 +11,6 @@ host logical CPU numbers, vCPU ids count from 0.
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypedDict
@@ -211,28 +210,3 @@ class Driver(Protocol):
     def applied_pinning(self, uri: str, name: str) -> AppliedPinning:
         """The running domain's pinning as the hypervisor applied it."""
         ...
-
-
-_LIBVIRT_SCHEMES = frozenset({"qemu", "qemu+tcp", "qemu+ssh", "qemu+unix", "qemu+tls", "test"})
-
-
-@functools.cache
-def _driver(kind: str) -> Driver:
-    # One instance per process: the libvirt driver keeps its connections there.
-    if kind == "sim":
-        from hpadmin.hypervisor.simulated import SimulatedDriver
-
-        return SimulatedDriver()
-    from hpadmin.hypervisor.libvirt_driver import LibvirtDriver
-
-    return LibvirtDriver()
-
-
-def get_driver(uri: str) -> Driver:
-    """The driver for a host URI: ``sim://...`` is simulated, libvirt URIs go to libvirt."""
-    scheme = uri.partition(":")[0].lower()
-    if scheme == "sim":
-        return _driver("sim")
-    if scheme in _LIBVIRT_SCHEMES:
-        return _driver("libvirt")
-    raise ValueError(f"Unsupported hypervisor URI {uri!r}: use sim://, qemu+tcp://, qemu+ssh://, qemu:/// or test:///")

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from django.conf import settings
 from django.db import transaction
 
-from hpadmin.processes import is_alive
+from hpadmin.utilities.processes import is_alive
 
 from .base import (
     AppliedPinning,

@@ -6,7 +6,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from hpadmin.hypervisor.base import HostCapabilities, get_driver
+from hpadmin.hypervisor.base import HostCapabilities
+from hpadmin.hypervisor.registry import get_driver
 
 from .models import Cluster, Host, HostCpu, HostNumaNode, HugePagePool
 

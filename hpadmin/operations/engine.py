@@ -14,15 +14,17 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from hpadmin.hypervisor.base import DomainState, HypervisorError, MigrationProgress, get_driver
+from hpadmin.hypervisor.base import DomainState, HypervisorError, MigrationProgress
+from hpadmin.hypervisor.registry import get_driver
 from hpadmin.inventory.models import Host
-from hpadmin.processes import is_alive, process_id
+from hpadmin.utilities.processes import is_alive, process_id
 from hpadmin.vms.models import VirtualMachine, VmStatus
 from scheduler import services as scheduling
-from scheduler.models import Allocation, AllocationState
+from scheduler.models import Allocation
 from scheduler.services import NoHostError
 
 from . import events
+from .dispatch import saturated_destinations
 from .models import JobState, MigrationJob, MigrationMode, Severity
 from .policies import migration_options
 from .specs import domain_spec
@@ -47,8 +49,6 @@ def _reason_suffix(job: MigrationJob) -> str:
 
 def run_job(job_id: int) -> str:
     """Schedule, claim, migrate; retry elsewhere on failure when the scheduler chooses. Returns the end state."""
-    from .services import dispatch_pending, saturated_destinations
-
     job = MigrationJob.objects.select_related("vm__cluster", "source", "requested_by").filter(pk=job_id).first()
     if job is None:
         return "missing"  # deleted with its VM meanwhile
@@ -67,42 +67,37 @@ def run_job(job_id: int) -> str:
     for warning in options.warnings:
         events.record("vm_migration_policy_fallback", warning, severity=Severity.WARNING, user=user, vm=vm, job=job)
     attempts = MAX_ATTEMPTS if job.mode == MigrationMode.AUTOMATIC else 1
-    try:
-        while job.attempt < attempts:
-            job.attempt += 1
-            if job.cancel_requested:
-                _finish(job, JobState.CANCELLED)
-                events.record(
-                    "vm_migration_cancelled", f"Migration of VM {vm.name} cancelled.", user=user, vm=vm, job=job
-                )
-                break
-            try:
-                claim = scheduling.claim(
-                    vm,
-                    action="migrate",
-                    destination=job.requested_destination,
-                    force=True,  # the request was validated (mode and force) when the job was made
-                    exclude={*job.tried_hosts, *saturated_destinations()},
-                    job=job,
-                )
-            except NoHostError as exc:
-                message = (
-                    f"No available host was found to migrate VM {vm.name} to: {exc.message}"
-                    if job.requested_destination is None
-                    else f"Cannot migrate VM {vm.name} to {job.requested_destination.name}: {exc.message}"
-                )
-                _finish(job, JobState.FAILED, message)
-                events.record("vm_migration_no_host", message, severity=Severity.ERROR, user=user, vm=vm, job=job)
-                break
-            outcome = _migrate(job, vm, claim, options)
-            if outcome is None:
-                continue  # failed on this host; try the next
+    while job.attempt < attempts:
+        job.attempt += 1
+        if job.cancel_requested:
+            _finish(job, JobState.CANCELLED)
+            events.record("vm_migration_cancelled", f"Migration of VM {vm.name} cancelled.", user=user, vm=vm, job=job)
             break
-        else:
-            if job.is_active:
-                _finish(job, JobState.FAILED, job.error or "No attempt succeeded.")
-    finally:
-        transaction.on_commit(dispatch_pending)
+        try:
+            claim = scheduling.claim(
+                vm,
+                action="migrate",
+                destination=job.requested_destination,
+                force=True,  # the request was validated (mode and force) when the job was made
+                exclude={*job.tried_hosts, *saturated_destinations()},
+                job=job,
+            )
+        except NoHostError as exc:
+            message = (
+                f"No available host was found to migrate VM {vm.name} to: {exc.message}"
+                if job.requested_destination is None
+                else f"Cannot migrate VM {vm.name} to {job.requested_destination.name}: {exc.message}"
+            )
+            _finish(job, JobState.FAILED, message)
+            events.record("vm_migration_no_host", message, severity=Severity.ERROR, user=user, vm=vm, job=job)
+            break
+        outcome = _migrate(job, vm, claim, options)
+        if outcome is None:
+            continue  # failed on this host; try the next
+        break
+    else:
+        if job.is_active:
+            _finish(job, JobState.FAILED, job.error or "No attempt succeeded.")
     return job.state
 
 
@@ -237,7 +232,7 @@ def _worker_gone(job: MigrationJob) -> bool:
 def reconcile_orphans() -> list[int]:
     """Settle running jobs whose worker is gone (dead PID on this machine, or silent too long)."""
     settled = []
-    for job in MigrationJob.objects.filter(state__in=[JobState.SCHEDULING, JobState.MIGRATING]).exclude(worker=""):
+    for job in MigrationJob.objects.running().exclude(worker=""):
         if _worker_gone(job):
             reconcile(job)
             settled.append(job.pk)
@@ -248,7 +243,7 @@ def reconcile(job: MigrationJob) -> None:
     """Decide a job's outcome from where the hypervisors say the VM runs; drop or move allocations to match."""
     job = MigrationJob.objects.select_related("vm", "source", "destination").get(pk=job.pk)
     vm = job.vm
-    claim = Allocation.objects.filter(vm=vm, state=AllocationState.PENDING).select_related("host").first()
+    claim = Allocation.objects.filter(vm=vm).pending().select_related("host").first()
     destination: Host | None = job.destination or (claim.host if claim else None)
     on_destination = False
     if destination is not None:

@@ -17,6 +17,7 @@ class JobState(models.TextChoices):
 
 
 ACTIVE_JOB_STATES = (JobState.PENDING, JobState.SCHEDULING, JobState.MIGRATING)
+RUNNING_JOB_STATES = (JobState.SCHEDULING, JobState.MIGRATING)
 
 
 class MigrationReason(models.TextChoices):
@@ -31,6 +32,23 @@ class MigrationReason(models.TextChoices):
 class MigrationMode(models.TextChoices):
     MANUAL = "manual", "Destination chosen by the user"
     AUTOMATIC = "automatic", "Destination chosen by the scheduler"
+
+
+class MigrationJobQuerySet(models.QuerySet):
+    def active(self) -> MigrationJobQuerySet:
+        """Jobs that have not ended: waiting, scheduling or migrating."""
+        return self.filter(state__in=ACTIVE_JOB_STATES)
+
+    def finished(self) -> MigrationJobQuerySet:
+        return self.exclude(state__in=ACTIVE_JOB_STATES)
+
+    def running(self) -> MigrationJobQuerySet:
+        """Jobs a worker has taken (they count against the concurrency limits)."""
+        return self.filter(state__in=RUNNING_JOB_STATES)
+
+    def touching(self, host) -> MigrationJobQuerySet:
+        """Jobs leaving or entering ``host``."""
+        return self.filter(models.Q(source=host) | models.Q(destination=host))
 
 
 class MigrationJob(models.Model):
@@ -71,6 +89,8 @@ class MigrationJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MigrationJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]

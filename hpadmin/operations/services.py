@@ -8,24 +8,23 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Count
 from django.utils import timezone
 
-from hpadmin.hypervisor.base import HypervisorError, get_driver
+from hpadmin.hypervisor.base import HypervisorError
+from hpadmin.hypervisor.registry import get_driver
 from hpadmin.inventory.models import Host, HostStatus
 from hpadmin.vms.models import VirtualMachine, VmStatus
 from scheduler import services as scheduling
 from scheduler.core import model as core
 from scheduler.core.pipeline import check_migration_mode
-from scheduler.models import Allocation, AllocationState
 from scheduler.services import HostVerdict, NoHostError
 from scheduler.snapshot import vm_request
 
 from . import events
-from .models import ACTIVE_JOB_STATES, JobState, MigrationJob, MigrationMode, Severity
+from .models import JobState, MigrationJob, MigrationMode, Severity
 from .specs import domain_spec
+from .tasks import dispatch_pending
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +32,8 @@ __all__ = [
     "HostVerdict",
     "OperationError",
     "cancel_migration",
-    "dispatch_pending",
     "migrate_vms",
     "migration_candidates",
-    "saturated_destinations",
     "start_vm",
     "stop_vm",
 ]
@@ -98,7 +95,7 @@ def stop_vm(vm: VirtualMachine, user=None) -> VirtualMachine:
     vm = VirtualMachine.objects.select_related("host").get(pk=vm.pk)
     if vm.status == VmStatus.DOWN:
         raise OperationError(f"Cannot stop VM {vm.name}: it is not running.", status=409)
-    if MigrationJob.objects.filter(vm=vm, state__in=ACTIVE_JOB_STATES).exists():
+    if MigrationJob.objects.filter(vm=vm).active().exists():
         raise OperationError(f"Cannot stop VM {vm.name}: a migration is in progress; cancel it first.", status=409)
     host = vm.host
     if host is not None:
@@ -184,7 +181,7 @@ def migrate_vms(
     if not vms:
         raise OperationError("Select at least one VM to migrate.", {"vms": ["Select at least one VM."]})
     vms = list(VirtualMachine.objects.select_related("cluster", "host").filter(pk__in=[vm.pk for vm in vms]))
-    busy = set(MigrationJob.objects.filter(vm__in=vms, state__in=ACTIVE_JOB_STATES).values_list("vm_id", flat=True))
+    busy = set(MigrationJob.objects.filter(vm__in=vms).active().values_list("vm_id", flat=True))
     refusals = {vm.name: r for vm in vms if (r := _refusal(vm, destination, force, busy)) is not None}
     if refusals:
         raise OperationError(
@@ -238,59 +235,3 @@ def cancel_migration(job: MigrationJob, user=None) -> MigrationJob:
         except HypervisorError as exc:
             logger.info("abort of %s: %s", job, exc.message)
     return job
-
-
-def dispatch_pending() -> list[int]:
-    """Start waiting jobs in the order they were asked for, as far as the concurrency limits allow:
-    at most HPADMIN_MAX_MIGRATIONS_PER_HOST outgoing and incoming per host and
-    HPADMIN_MAX_MIGRATIONS_PER_CLUSTER per cluster."""
-    from .tasks import run_migration
-
-    per_host = settings.HPADMIN_MAX_MIGRATIONS_PER_HOST
-    per_cluster = settings.HPADMIN_MAX_MIGRATIONS_PER_CLUSTER
-    started: list[int] = []
-    with transaction.atomic():
-        running = MigrationJob.objects.filter(state__in=[JobState.SCHEDULING, JobState.MIGRATING])
-        outgoing = dict(running.values_list("source").annotate(n=Count("pk")))
-        incoming = dict(running.exclude(destination=None).values_list("destination").annotate(n=Count("pk")))
-        for dest, n in (
-            running.filter(destination=None)
-            .exclude(requested_destination=None)
-            .values_list("requested_destination")
-            .annotate(n=Count("pk"))
-        ):
-            incoming[dest] = incoming.get(dest, 0) + n
-        clusters = dict(running.values_list("vm__cluster").annotate(n=Count("pk")))
-        waiting = (
-            MigrationJob.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(state=JobState.PENDING)
-            .select_related("vm")
-            .order_by("created_at", "pk")
-        )
-        for job in waiting:
-            cluster = job.vm.cluster_id
-            dest = job.requested_destination_id
-            if outgoing.get(job.source_id, 0) >= per_host or clusters.get(cluster, 0) >= per_cluster:
-                continue
-            if dest is not None and incoming.get(dest, 0) >= per_host:
-                continue
-            if MigrationJob.objects.filter(pk=job.pk, state=JobState.PENDING).update(state=JobState.SCHEDULING):
-                outgoing[job.source_id] = outgoing.get(job.source_id, 0) + 1
-                clusters[cluster] = clusters.get(cluster, 0) + 1
-                if dest is not None:
-                    incoming[dest] = incoming.get(dest, 0) + 1
-                started.append(job.pk)
-        for pk in started:
-            transaction.on_commit(lambda pk=pk: run_migration.delay(pk))
-    return started
-
-
-def saturated_destinations() -> set[int]:
-    """Hosts already receiving as many migrations as allowed (pending claims of running jobs count)."""
-    per_host = settings.HPADMIN_MAX_MIGRATIONS_PER_HOST
-    rows = (
-        Allocation.objects.filter(state=AllocationState.PENDING, job__isnull=False)
-        .values_list("host")
-        .annotate(n=Count("pk"))
-    )
-    return {host for host, n in rows if n >= per_host}

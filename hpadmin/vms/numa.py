@@ -95,3 +95,50 @@ def parse_numa_nodes(data) -> list[VNumaNode]:
             )
         )
     return nodes
+
+
+def numa_layout(
+    existing: list[dict],
+    *,
+    count: int,
+    vcpus: int,
+    memory_mib: int,
+    hugepage_kib: int | None = None,
+    tune_mode: str | None = None,
+) -> list[dict]:
+    """vNUMA nodes for a node count: the existing ones when count, vCPUs and memory still match; else vCPUs and
+    memory split evenly (in whole hugepages when the memory allows), keeping each index's pinning."""
+    same_shape = (
+        count == len(existing)
+        and sum(len(n.get("vcpus", [])) for n in existing) == vcpus
+        and sum(n.get("memory_mib", 0) for n in existing) == memory_mib
+    )
+    if same_shape:
+        nodes = [dict(node) for node in existing]
+    else:
+        unit = (
+            hugepage_kib // 1024
+            if hugepage_kib and hugepage_kib >= 1024 and memory_mib * 1024 % hugepage_kib == 0
+            else 1
+        )
+        cpu_base, cpu_extra = divmod(vcpus, count) if count else (0, 0)
+        mem_base, mem_extra = divmod(memory_mib // unit, count) if count else (0, 0)
+        nodes, first = [], 0
+        for i in range(count):
+            previous = existing[i] if i < len(existing) else {}
+            width = cpu_base + (1 if i < cpu_extra else 0)
+            nodes.append(
+                {
+                    "index": i,
+                    "vcpus": list(range(first, first + width)),
+                    "memory_mib": (mem_base + (1 if i < mem_extra else 0)) * unit,
+                    "tune_mode": previous.get("tune_mode", "strict"),
+                    "pinned_to": list(previous.get("pinned_to") or []),
+                    "pinned_to_by_host": dict(previous.get("pinned_to_by_host") or {}),
+                }
+            )
+            first += width
+    if tune_mode:
+        for node in nodes:
+            node["tune_mode"] = tune_mode
+    return nodes

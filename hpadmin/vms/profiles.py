@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .models import MigrationMode, OptimizedFor, VmConfig, Watchdog
+from .models import CpuPinningPolicy, MigrationMode, OptimizedFor, VmConfig, Watchdog
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,33 @@ def prepare_new(config: VmConfig, given: dict, source: VmConfig | None = None) -
     if source is None:
         changes = apply_profile(config, keep=set(given) - {"optimized_for"})
     return changes
+
+
+def hp_recommendations(config: VmConfig) -> list[tuple[str, str]]:
+    """oVirt's "High Performance Virtual Machine Settings": what an HP VM still lacks, with how to set it."""
+    if not config.is_high_performance:
+        return []
+    out = []
+    if config.cpu_pinning_policy == CpuPinningPolicy.NONE:
+        out.append(
+            (
+                "CPU pinning",
+                "Resource allocation → CPU pinning policy: Dedicated or Isolate Threads (the scheduler picks "
+                "the pCPUs on every host), or Manual with a pinning topology.",
+            )
+        )
+    numa_chosen_by_policy = config.cpu_pinning_policy in {
+        CpuPinningPolicy.DEDICATED,
+        CpuPinningPolicy.RESIZE_AND_PIN_NUMA,
+    }
+    if not numa_chosen_by_policy and not any(node.is_pinned for node in config.vnuma()):
+        out.append(
+            (
+                "vNUMA and NUMA pinning",
+                "NUMA → node count, then pin each vNUMA node to a host NUMA node in the NUMA pinning editor "
+                "(needs Host → Start running on: Specific host(s)).",
+            )
+        )
+    if not config.hugepage_kib:
+        out.append(("Hugepages", "System → Hugepages: back the memory with 2 MiB or 1 GiB pages."))
+    return out

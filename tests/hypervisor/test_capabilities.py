@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hpadmin.hypervisor.base import get_driver
 from hpadmin.hypervisor.capabilities import format_cpuset, guest_virt_type, parse_capabilities, parse_cpuset
 from hpadmin.hypervisor.libvirt_driver import LibvirtDriver
+from hpadmin.hypervisor.registry import get_driver
 
 DATA = Path(__file__).parent / "data"
 

@@ -27,9 +27,9 @@ from hpadmin.hypervisor.base import (
     HostCapabilities,
     HypervisorError,
     MigrationOptions,
-    get_driver,
 )
 from hpadmin.hypervisor.capabilities import parse_cpuset
+from hpadmin.hypervisor.registry import get_driver
 
 pytestmark = [
     pytest.mark.libvirt,

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, connections
 
 from hpadmin.inventory.models import Host
-from hpadmin.operations.models import ACTIVE_JOB_STATES, MigrationJob
+from hpadmin.operations.models import MigrationJob
 from hpadmin.operations.services import migrate_vms, start_vm
 from scheduler import services as scheduling
 from scheduler.models import Allocation
@@ -98,7 +98,7 @@ def test_fifty_vms_migrate_at_once_with_several_workers(workers):  # noqa: F811
     running = [workers(speed=200.0) for _ in range(3)]
     jobs = migrate_vms(vms, force=True)
     wait_for(
-        lambda: not MigrationJob.objects.filter(pk__in=[j.pk for j in jobs], state__in=ACTIVE_JOB_STATES).exists(),
+        lambda: not MigrationJob.objects.filter(pk__in=[j.pk for j in jobs]).active().exists(),
         240,
         "every job to end",
         [w.log for w in running],

@@ -14,12 +14,12 @@ from hpadmin.operations.models import Event, JobState, MigrationJob
 from hpadmin.operations.services import (
     OperationError,
     cancel_migration,
-    dispatch_pending,
     migrate_vms,
     migration_candidates,
     start_vm,
 )
-from hpadmin.processes import process_id
+from hpadmin.operations.tasks import dispatch_pending
+from hpadmin.utilities.processes import process_id
 from scheduler.models import Allocation
 from tests.factories import make_cluster, make_host, make_vm
 

@@ -6,44 +6,19 @@ together with a ``job-finished`` event that pages use to refresh what the migrat
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 
-from hpadmin.inventory.forms import ListFilterForm, with_any
-from hpadmin.inventory.views import render_two_ways, sorted_page, staff_required
+from hpadmin.operations.models import Event, MigrationJob
+from hpadmin.operations.services import OperationError, cancel_migration
+from hpadmin.utilities.htmx import render_two_ways
+from hpadmin.utilities.lists import sorted_page
+from hpadmin.utilities.views import staff_required
 
-from .models import ACTIVE_JOB_STATES, Event, JobState, MigrationJob, MigrationReason, Severity
-from .services import OperationError, cancel_migration
-
-
-class JobFilterForm(ListFilterForm):
-    state = forms.ChoiceField(
-        choices=with_any([("active", "In progress"), *JobState.choices], "Any state"), required=False
-    )
-    reason = forms.ChoiceField(choices=with_any(MigrationReason.choices, "Any reason"), required=False)
-    search_fields = ("vm__name__icontains", "source__name__icontains", "destination__name__icontains")
-
-    def apply(self, queryset, data):
-        if data.get("state") == "active":
-            queryset = queryset.filter(state__in=ACTIVE_JOB_STATES)
-        elif data.get("state"):
-            queryset = queryset.filter(state=data["state"])
-        if data.get("reason"):
-            queryset = queryset.filter(reason=data["reason"])
-        return queryset
-
-
-class EventFilterForm(ListFilterForm):
-    severity = forms.ChoiceField(choices=with_any(Severity.choices, "Any severity"), required=False)
-    search_fields = ("message__icontains",)
-
-    def apply(self, queryset, data):
-        return queryset.filter(severity=data["severity"]) if data.get("severity") else queryset
-
+from .forms import EventFilterForm, JobFilterForm
 
 JOB_SORTS = {
     "created": "created_at",
@@ -106,7 +81,7 @@ def job_cancel(request, pk: int):
 @login_required
 def jobs_panel(request):
     """Migrations in progress, for the panel every page carries; 286 once none is left."""
-    jobs = list(job_queryset().filter(state__in=ACTIVE_JOB_STATES).order_by("created_at", "pk")[:8])
+    jobs = list(job_queryset().active().order_by("created_at", "pk")[:8])
     response = render(request, "hpadmin/htmx/jobs_panel.html", {"jobs": jobs})
     if not jobs:
         response.status_code = HTMX_STOP_POLLING

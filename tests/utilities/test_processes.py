@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 
-from hpadmin.processes import is_alive, process_id
+from hpadmin.utilities.processes import is_alive, process_id
 
 
 def test_running_dead_zombie_and_remote_processes():

@@ -1,5 +1,8 @@
-"""Forms of the VM dialog (VMs, templates and pools share one form class), the NUMA pinning editor and the
-Migrate dialog. Every rule lives in ``VmConfig.clean()``; these forms only turn input into values."""
+"""The New/Edit dialog of VMs, templates and pools: one form class on the fields they share (``VmConfig``).
+
+Every rule lives in ``VmConfig.clean()``; the form only turns input into values, applies the "Optimized for"
+profile when the type changes and lays the vNUMA nodes out for the NUMA tab's node count.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +14,10 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db.models import Count
 from django.forms.models import modelform_factory
 
-from hpadmin.inventory.forms import ListFilterForm, with_any
-from hpadmin.inventory.models import Cluster, Host
-
-from .models import (
-    CpuPinningPolicy,
-    MigrationMode,
-    OptimizedFor,
-    Pool,
-    Template,
-    VirtualMachine,
-    VmConfig,
-    VmStatus,
-)
-from .numa import TUNE_MODES
-from .profiles import PROFILES, Change, apply_profile, inherit, prepare_new
-
-# -- the VM dialog -----------------------------------------------------------------------------------------------
+from hpadmin.inventory.models import Host
+from hpadmin.vms.models import Pool, Template, VirtualMachine, VmConfig, VmStatus
+from hpadmin.vms.numa import TUNE_MODES, numa_layout
+from hpadmin.vms.profiles import PROFILES, Change, apply_profile, hp_recommendations, inherit, prepare_new
 
 TABS = [
     ("general", "General", ["name", "description", "cluster", "template", "size", "optimized_for"]),
@@ -321,206 +311,4 @@ def config_form_class(model: type[VmConfig]) -> type[VmConfigForm]:
         form=VmConfigForm,
         fields=CONFIG_FIELDS + EXTRA_FIELDS[model],
         field_classes={"placement_hosts": HostChoiceField},
-    )
-
-
-def numa_layout(
-    existing: list[dict],
-    *,
-    count: int,
-    vcpus: int,
-    memory_mib: int,
-    hugepage_kib: int | None = None,
-    tune_mode: str | None = None,
-) -> list[dict]:
-    """vNUMA nodes for a node count: the existing ones when count, vCPUs and memory still match; else vCPUs and
-    memory split evenly (in whole hugepages when the memory allows), keeping each index's pinning."""
-    same_shape = (
-        count == len(existing)
-        and sum(len(n.get("vcpus", [])) for n in existing) == vcpus
-        and sum(n.get("memory_mib", 0) for n in existing) == memory_mib
-    )
-    if same_shape:
-        nodes = [dict(node) for node in existing]
-    else:
-        unit = (
-            hugepage_kib // 1024
-            if hugepage_kib and hugepage_kib >= 1024 and memory_mib * 1024 % hugepage_kib == 0
-            else 1
-        )
-        cpu_base, cpu_extra = divmod(vcpus, count) if count else (0, 0)
-        mem_base, mem_extra = divmod(memory_mib // unit, count) if count else (0, 0)
-        nodes, first = [], 0
-        for i in range(count):
-            previous = existing[i] if i < len(existing) else {}
-            width = cpu_base + (1 if i < cpu_extra else 0)
-            nodes.append(
-                {
-                    "index": i,
-                    "vcpus": list(range(first, first + width)),
-                    "memory_mib": (mem_base + (1 if i < mem_extra else 0)) * unit,
-                    "tune_mode": previous.get("tune_mode", "strict"),
-                    "pinned_to": list(previous.get("pinned_to") or []),
-                    "pinned_to_by_host": dict(previous.get("pinned_to_by_host") or {}),
-                }
-            )
-            first += width
-    if tune_mode:
-        for node in nodes:
-            node["tune_mode"] = tune_mode
-    return nodes
-
-
-def hp_recommendations(config: VmConfig) -> list[tuple[str, str]]:
-    if not config.is_high_performance:
-        return []
-    out = []
-    if config.cpu_pinning_policy == CpuPinningPolicy.NONE:
-        out.append(
-            (
-                "CPU pinning",
-                "Resource allocation → CPU pinning policy: Dedicated or Isolate Threads (the scheduler picks "
-                "the pCPUs on every host), or Manual with a pinning topology.",
-            )
-        )
-    numa_chosen_by_policy = config.cpu_pinning_policy in {
-        CpuPinningPolicy.DEDICATED,
-        CpuPinningPolicy.RESIZE_AND_PIN_NUMA,
-    }
-    if not numa_chosen_by_policy and not any(node.is_pinned for node in config.vnuma()):
-        out.append(
-            (
-                "vNUMA and NUMA pinning",
-                "NUMA → node count, then pin each vNUMA node to a host NUMA node in the NUMA pinning editor "
-                "(needs Host → Start running on: Specific host(s)).",
-            )
-        )
-    if not config.hugepage_kib:
-        out.append(("Hugepages", "System → Hugepages: back the memory with 2 MiB or 1 GiB pages."))
-    return out
-
-
-# -- lists -------------------------------------------------------------------------------------------------------
-
-
-class VmFilterForm(ListFilterForm):
-    cluster = forms.ModelChoiceField(Cluster.objects.all(), required=False, empty_label="Any cluster")
-    status = forms.ChoiceField(choices=with_any(VmStatus.choices, "Any status"), required=False)
-    optimized_for = forms.ChoiceField(choices=with_any(OptimizedFor.choices, "Any type"), required=False)
-    migration_mode = forms.ChoiceField(choices=with_any(MigrationMode.choices, "Any migration mode"), required=False)
-    host = forms.ModelChoiceField(Host.objects.all(), required=False, widget=forms.HiddenInput)
-
-    def apply(self, queryset, data):
-        for name in ("cluster", "status", "optimized_for", "migration_mode", "host"):
-            if data.get(name):
-                queryset = queryset.filter(**{name: data[name]})
-        return queryset
-
-
-class ConfigFilterForm(ListFilterForm):
-    cluster = forms.ModelChoiceField(Cluster.objects.all(), required=False, empty_label="Any cluster")
-    optimized_for = forms.ChoiceField(choices=with_any(OptimizedFor.choices, "Any type"), required=False)
-
-    def apply(self, queryset, data):
-        for name in ("cluster", "optimized_for"):
-            if data.get(name):
-                queryset = queryset.filter(**{name: data[name]})
-        return queryset
-
-
-# -- NUMA pinning editor -----------------------------------------------------------------------------------------
-
-
-class NodeListField(forms.CharField):
-    """Host NUMA node numbers as the editor posts them: '' (not pinned), '1' or '0,1'."""
-
-    def to_python(self, value) -> tuple[int, ...]:
-        text = super().to_python(value)
-        try:
-            return tuple(int(part) for part in text.split(",") if part.strip())
-        except ValueError:
-            raise ValidationError("Give host NUMA node numbers, e.g. 1 or 0,1.", code="invalid") from None
-
-
-class NumaPinningForm(forms.Form):
-    """The pinning of each vNUMA node on each placement host. The first host's pinning is the default for
-    every host (``pinned_to``); a host whose "same as the first host" is off gets its own (``pinned_to_by_host``).
-    """
-
-    def __init__(self, config: VmConfig, hosts: list[Host], *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.config = config
-        self.hosts = hosts
-        self.vnodes = config.vnuma()
-        for node in self.vnodes:
-            self.fields[f"tune-{node.index}"] = forms.ChoiceField(
-                choices=[(m, m.capitalize()) for m in TUNE_MODES], initial=node.tune_mode
-            )
-        for position, host in enumerate(hosts):
-            if position:
-                own = any(host.pk in node.pinned_to_by_host for node in self.vnodes)
-                self.fields[f"same-{host.pk}"] = forms.BooleanField(required=False, initial=not own)
-            for node in self.vnodes:
-                self.fields[f"pin-{host.pk}-{node.index}"] = NodeListField(
-                    required=False, initial=",".join(map(str, node.pinning_for(host.pk)))
-                )
-
-    def same_as_first(self, host: Host) -> bool:
-        if host is self.hosts[0]:
-            return True
-        name = f"same-{host.pk}"
-        if self.is_bound:
-            return self.fields[name].widget.value_from_datadict(self.data, self.files, name)
-        return self.fields[name].initial
-
-    def tune_mode(self, index: int) -> str:
-        name = f"tune-{index}"
-        return (self.data.get(name) if self.is_bound else None) or self.fields[name].initial
-
-    def pins(self, host: Host) -> dict[int, tuple[int, ...]]:
-        """vNUMA index -> host nodes on ``host`` as the editor shows it now (the first host's when mirrored)."""
-        if host is not self.hosts[0] and self.same_as_first(host):
-            return self.pins(self.hosts[0])
-        out = {}
-        for node in self.vnodes:
-            name = f"pin-{host.pk}-{node.index}"
-            if self.is_bound and name not in self.data and host is not self.hosts[0]:
-                out[node.index] = self.pins(self.hosts[0])[node.index]  # just switched off: start from a copy
-                continue
-            raw = self.data.get(name) if self.is_bound else self.fields[name].initial
-            try:
-                out[node.index] = self.fields[name].clean(raw)
-            except ValidationError:
-                out[node.index] = ()
-        return out
-
-    def numa_nodes(self) -> list[dict]:
-        """The vNUMA nodes with the pinning shown, as stored on the configuration."""
-        first = self.pins(self.hosts[0]) if self.hosts else {}
-        overrides = {host.pk: self.pins(host) for host in self.hosts[1:] if not self.same_as_first(host)}
-        nodes = []
-        for node in self.vnodes:
-            data = node.to_json()
-            data["tune_mode"] = self.tune_mode(node.index)
-            data["pinned_to"] = list(first.get(node.index, ()))
-            data["pinned_to_by_host"] = {
-                str(host_id): list(pins[node.index])
-                for host_id, pins in overrides.items()
-                if pins[node.index] != first.get(node.index, ())
-            }
-            nodes.append(data)
-        return nodes
-
-
-# -- Migrate dialog ----------------------------------------------------------------------------------------------
-
-
-class MigrateForm(forms.Form):
-    vm = forms.ModelMultipleChoiceField(
-        VirtualMachine.objects.select_related("cluster", "host").order_by("name"),
-        widget=forms.MultipleHiddenInput,
-        error_messages={"required": "Select at least one VM to migrate."},
-    )
-    destination = forms.ModelChoiceField(
-        Host.objects.all(), required=False, empty_label="Select Host Automatically", widget=forms.RadioSelect
     )

@@ -1,0 +1,154 @@
+"""Clusters and hosts. A host's topology is read from its hypervisor, so the API shows it and takes only where
+the host is."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from hpadmin.hypervisor.registry import get_driver
+from hpadmin.inventory.models import Cluster, Host, HostCpu, HostNumaNode, HugePagePool
+from hpadmin.inventory.services import add_host, default_uri
+from scheduler.models import Allocation
+
+from .base import FiniteFloatField, ValidatedModelSerializer, detail_url
+
+
+class ClusterSerializer(ValidatedModelSerializer):
+    url = detail_url("cluster")
+    cpu_level_flags = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, help_text="CPU flags every host must offer."
+    )
+    weight_factors = serializers.DictField(
+        child=FiniteFloatField(min_value=0),
+        required=False,
+        help_text="Scheduling weight name -> factor (lower accumulated weight wins); unnamed weights keep defaults.",
+    )
+
+    class Meta:
+        model = Cluster
+        fields = [
+            "id",
+            "url",
+            "name",
+            "description",
+            "cpu_level_flags",
+            "threads_as_cores",
+            "migration_policy",
+            "weight_factors",
+            "auto_migrate_hp",
+        ]
+
+
+class HostCpuSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = HostCpu
+        fields = ["cpu_id", "socket", "core", "numa_node", "online"]
+
+
+class HostNumaNodeSerializer(serializers.ModelSerializer):
+    cpus = serializers.SerializerMethodField(help_text="Host CPU ids of the node.")
+
+    class Meta:
+        model = HostNumaNode
+        fields = ["index", "memory_mib", "distances", "cpus"]
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_cpus(self, node: HostNumaNode) -> list[int]:
+        return [cpu.cpu_id for cpu in node.host.cpus.all() if cpu.numa_node == node.index]
+
+
+class HugePagePoolSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = HugePagePool
+        fields = ["node_index", "size_kib", "total"]
+
+
+class AllocationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Allocation
+        fields = [
+            "id",
+            "vm",
+            "state",
+            "job",
+            "vcpus",
+            "exclusive_cpus",
+            "shared_cpus",
+            "memory_mib",
+            "hugepages",
+            "numa_mapping",
+            "cpu_pinning",
+            "topology",
+            "emulator_cpus",
+            "iothread_cpus",
+            "created_at",
+        ]
+
+
+class HostSerializer(serializers.ModelSerializer):
+    """A host with its topology (NUMA nodes, CPUs, hugepage pools) and what VMs hold on it."""
+
+    url = detail_url("host")
+    supports_numa = serializers.BooleanField(read_only=True)
+    numa_nodes = HostNumaNodeSerializer(many=True, read_only=True)
+    cpus = HostCpuSerializer(many=True, read_only=True)
+    hugepage_pools = HugePagePoolSerializer(many=True, read_only=True)
+    allocations = AllocationSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Host
+        fields = [
+            "id",
+            "url",
+            "name",
+            "cluster",
+            "uri",
+            "status",
+            "cpu_model",
+            "cpu_flags",
+            "sockets",
+            "cores_per_socket",
+            "threads_per_core",
+            "memory_mib",
+            "tsc_khz",
+            "refreshed_at",
+            "supports_numa",
+            "numa_nodes",
+            "cpus",
+            "hugepage_pools",
+            "allocations",
+        ]
+        read_only_fields = fields
+
+
+class HostCreateSerializer(serializers.ModelSerializer):
+    """Register a host: its topology is read from its hypervisor, so only where it is gets typed."""
+
+    uri = serializers.CharField(
+        max_length=255,
+        help_text="sim://NAME?sockets=2&nodes=2… for a simulated host, qemu+tcp://HOST/system for libvirt; "
+        "a bare name gets the configured driver's scheme.",
+    )
+
+    class Meta:
+        model = Host
+        fields = ["cluster", "name", "uri"]
+
+    def validate_uri(self, value: str) -> str:
+        uri = default_uri(value)
+        try:
+            get_driver(uri)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        if len(uri) > Host._meta.get_field("uri").max_length:
+            raise serializers.ValidationError(f"{uri} is longer than {Host._meta.get_field('uri').max_length}.")
+        if Host.objects.filter(uri=uri).exists():
+            raise serializers.ValidationError(f"Host {uri} is already registered.")
+        return uri
+
+    def create(self, validated_data: dict) -> Host:
+        try:
+            return add_host(validated_data["cluster"], validated_data["name"], validated_data["uri"])
+        except ValueError as exc:
+            raise serializers.ValidationError({"uri": [str(exc)]}) from None

@@ -1,0 +1,177 @@
+"""VMs, templates and pools: one configuration they share, so one serializer whose subclasses differ only in where
+a new object inherits its defaults from."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from hpadmin.inventory.models import Host
+from hpadmin.vms.models import MigrationMode, Pool, Template, VirtualMachine, VmConfig
+from hpadmin.vms.numa import TUNE_MODES, parse_numa_nodes
+from hpadmin.vms.profiles import prepare_new
+from scheduler.core.cpuset import MAX_CPU
+
+from .base import MAX_INT, MAX_NUMA_NODE, ValidatedModelSerializer, detail_url
+
+
+class VNumaNodeListSerializer(serializers.ListSerializer):
+    def to_representation(self, data) -> list:
+        return super().to_representation([node.to_json() for node in parse_numa_nodes(data)])
+
+
+class VNumaNodeSerializer(serializers.Serializer):
+    """A virtual NUMA node: its vCPUs and memory, and the host nodes it is pinned to."""
+
+    index = serializers.IntegerField(min_value=0, max_value=MAX_NUMA_NODE)
+    vcpus = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=MAX_CPU))
+    memory_mib = serializers.IntegerField(min_value=1, max_value=MAX_INT)
+    tune_mode = serializers.ChoiceField(choices=TUNE_MODES, default="strict")
+    pinned_to = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=MAX_NUMA_NODE),
+        default=list,
+        help_text="Host NUMA nodes on every placement host.",
+    )
+    pinned_to_by_host = serializers.DictField(
+        child=serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=MAX_NUMA_NODE)),
+        default=dict,
+        help_text="Host id -> host NUMA nodes, for placement hosts whose layout differs.",
+    )
+
+    class Meta:
+        list_serializer_class = VNumaNodeListSerializer
+
+
+class PlacementPolicySerializer(serializers.Serializer):
+    """oVirt's placement_policy: the migration mode (affinity) and the hosts the VM starts running on."""
+
+    affinity = serializers.ChoiceField(
+        choices=MigrationMode.choices,
+        source="migration_mode",
+        required=False,
+        help_text="migratable: manual and automatic; user_migratable: manual only; pinned: never migrated.",
+    )
+    hosts = serializers.PrimaryKeyRelatedField(
+        many=True, queryset=Host.objects.all(), source="placement_hosts", required=False
+    )
+
+
+CONFIG_FIELDS = [
+    "id",
+    "url",
+    "name",
+    "description",
+    "cluster",
+    "optimized_for",
+    "memory_mib",
+    "sockets",
+    "cores",
+    "threads",
+    "vcpus",
+    "placement_policy",
+    "cpu_passthrough",
+    "migration_policy",
+    "max_downtime_ms",
+    "auto_converge",
+    "compression",
+    "cpu_pinning_policy",
+    "cpu_pinning",
+    "io_threads",
+    "emulator_pinning",
+    "numa_nodes",
+    "hugepage_kib",
+    "high_availability",
+    "ha_priority",
+    "headless",
+    "usb_enabled",
+    "soundcard_enabled",
+    "smartcard_enabled",
+    "memory_balloon",
+    "multi_queues",
+    "virtio_rng",
+    "watchdog",
+]
+
+
+class VmConfigSerializer(ValidatedModelSerializer):
+    """The configuration VMs, templates and pools share. A new one gets its defaults as in the UI: from the
+    configuration it is made from, else from its "Optimized for" profile; the fields the client sent win."""
+
+    vcpus = serializers.IntegerField(read_only=True)
+    placement_policy = PlacementPolicySerializer(source="*", required=False)
+    numa_nodes = VNumaNodeSerializer(many=True, required=False)
+
+    error_paths = {"migration_mode": ("placement_policy", "affinity"), "placement_hosts": ("placement_policy", "hosts")}
+    create_only_fields: tuple[str, ...] = ("cluster",)
+
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        if self.instance is not None:
+            for name in self.create_only_fields:
+                fields[name].read_only = True
+        return fields
+
+    def source_config(self, attrs: dict) -> VmConfig | None:
+        """The template or pool a new object inherits its configuration (placement hosts included) from."""
+        return None
+
+    def validate(self, attrs: dict) -> dict:
+        source = self.source_config(attrs) if self.instance is None else None
+        if source is not None and "placement_hosts" not in attrs:
+            attrs = {**attrs, "placement_hosts": list(source.placement_hosts.all())}
+        return super().validate(attrs)
+
+    def build(self, attrs: dict) -> VmConfig:
+        if self.instance is not None:
+            obj = super().build(attrs)
+        else:
+            obj = self.Meta.model()
+            m2m = self.m2m_names()
+            prepare_new(obj, {k: v for k, v in attrs.items() if k not in m2m}, source=self.source_config(attrs))
+        if "placement_hosts" in attrs:
+            obj.stage_placement_hosts(attrs["placement_hosts"])
+        return obj
+
+
+class TemplateSerializer(VmConfigSerializer):
+    url = detail_url("template")
+
+    class Meta:
+        model = Template
+        fields = CONFIG_FIELDS
+
+
+class PoolSerializer(VmConfigSerializer):
+    url = detail_url("pool")
+    create_only_fields = ("cluster", "template")
+
+    class Meta:
+        model = Pool
+        fields = [*CONFIG_FIELDS, "template", "size"]
+        extra_kwargs = {"cluster": {"required": False, "help_text": "Default: the template's cluster."}}
+
+    def source_config(self, attrs: dict) -> VmConfig | None:
+        return attrs.get("template")
+
+
+class VirtualMachineSerializer(VmConfigSerializer):
+    url = detail_url("vm")
+    create_only_fields = ("cluster", "template", "pool")
+
+    class Meta:
+        model = VirtualMachine
+        fields = [
+            *CONFIG_FIELDS,
+            "uuid",
+            "template",
+            "pool",
+            "owner",
+            "status",
+            "host",
+            "cpu_flags_at_start",
+            "created_at",
+        ]
+        read_only_fields = ["uuid", "status", "host", "cpu_flags_at_start", "created_at"]
+        extra_kwargs = {"cluster": {"required": False, "help_text": "Default: the template's or pool's cluster."}}
+
+    def source_config(self, attrs: dict) -> VmConfig | None:
+        return attrs.get("pool") or attrs.get("template")

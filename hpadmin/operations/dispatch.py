@@ -1,0 +1,62 @@
+"""The concurrency limits of migrations: which waiting jobs may start now, and which hosts take no more.
+
+At most HPADMIN_MAX_MIGRATIONS_PER_HOST migrations leave or enter a host and HPADMIN_MAX_MIGRATIONS_PER_CLUSTER
+run in a cluster; jobs start in the order they were asked for. Handing the admitted jobs to workers is
+``tasks.dispatch_pending``'s part.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count
+
+from scheduler.models import Allocation
+
+from .models import JobState, MigrationJob
+
+
+def admit_waiting() -> list[int]:
+    """Move the waiting jobs the limits allow from pending to scheduling; their ids, oldest first."""
+    per_host = settings.HPADMIN_MAX_MIGRATIONS_PER_HOST
+    per_cluster = settings.HPADMIN_MAX_MIGRATIONS_PER_CLUSTER
+    admitted: list[int] = []
+    with transaction.atomic():
+        running = MigrationJob.objects.running()
+        outgoing = dict(running.values_list("source").annotate(n=Count("pk")))
+        incoming = dict(running.exclude(destination=None).values_list("destination").annotate(n=Count("pk")))
+        for dest, n in (
+            running.filter(destination=None)
+            .exclude(requested_destination=None)
+            .values_list("requested_destination")
+            .annotate(n=Count("pk"))
+        ):
+            incoming[dest] = incoming.get(dest, 0) + n
+        clusters = dict(running.values_list("vm__cluster").annotate(n=Count("pk")))
+        waiting = (
+            MigrationJob.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(state=JobState.PENDING)
+            .select_related("vm")
+            .order_by("created_at", "pk")
+        )
+        for job in waiting:
+            cluster = job.vm.cluster_id
+            dest = job.requested_destination_id
+            if outgoing.get(job.source_id, 0) >= per_host or clusters.get(cluster, 0) >= per_cluster:
+                continue
+            if dest is not None and incoming.get(dest, 0) >= per_host:
+                continue
+            if MigrationJob.objects.filter(pk=job.pk, state=JobState.PENDING).update(state=JobState.SCHEDULING):
+                outgoing[job.source_id] = outgoing.get(job.source_id, 0) + 1
+                clusters[cluster] = clusters.get(cluster, 0) + 1
+                if dest is not None:
+                    incoming[dest] = incoming.get(dest, 0) + 1
+                admitted.append(job.pk)
+    return admitted
+
+
+def saturated_destinations() -> set[int]:
+    """Hosts already receiving as many migrations as allowed (pending claims of running jobs count)."""
+    per_host = settings.HPADMIN_MAX_MIGRATIONS_PER_HOST
+    rows = Allocation.objects.pending().filter(job__isnull=False).values_list("host").annotate(n=Count("pk"))
+    return {host for host, n in rows if n >= per_host}

@@ -1,0 +1,1 @@
+"""Pages of clusters and hosts, and the overview."""

@@ -1,0 +1,40 @@
+"""The administration portal's URLs."""
+
+from django.urls import path
+
+from .inventory import views as inventory
+from .operations import views as operations
+from .vms.views import actions, detail, dialog, lists, numa_pinning
+
+urlpatterns = [
+    path("", inventory.overview, name="overview"),
+    path("search/", inventory.search, name="search"),
+    path("clusters/", inventory.cluster_list, name="cluster-list"),
+    path("clusters/<int:pk>/", inventory.cluster_detail, name="cluster-detail"),
+    path("hosts/", inventory.host_list, name="host-list"),
+    path("hosts/<int:pk>/", inventory.host_detail, name="host-detail"),
+    path("vms/", lists.vm_list, name="vm-list"),
+    path("vms/new/", dialog.config_form, {"kind": "vms"}, name="vm-new"),
+    path("vms/migrate/", actions.migrate, name="vm-migrate"),
+    path("vms/<int:pk>/", detail.vm_detail, name="vm-detail"),
+    path("vms/<int:pk>/edit/", dialog.config_form, {"kind": "vms"}, name="vm-edit"),
+    path("vms/<int:pk>/numa/", numa_pinning.numa_pinning, {"kind": "vms"}, name="vm-numa"),
+    path("vms/<int:pk>/start/", actions.vm_start, name="vm-start"),
+    path("vms/<int:pk>/stop/", actions.vm_stop, name="vm-stop"),
+    path("templates/", lists.config_list, {"kind": "templates"}, name="template-list"),
+    path("templates/new/", dialog.config_form, {"kind": "templates"}, name="template-new"),
+    path("templates/<int:pk>/", detail.config_detail, {"kind": "templates"}, name="template-detail"),
+    path("templates/<int:pk>/edit/", dialog.config_form, {"kind": "templates"}, name="template-edit"),
+    path("templates/<int:pk>/numa/", numa_pinning.numa_pinning, {"kind": "templates"}, name="template-numa"),
+    path("pools/", lists.config_list, {"kind": "pools"}, name="pool-list"),
+    path("pools/new/", dialog.config_form, {"kind": "pools"}, name="pool-new"),
+    path("pools/<int:pk>/", detail.config_detail, {"kind": "pools"}, name="pool-detail"),
+    path("pools/<int:pk>/edit/", dialog.config_form, {"kind": "pools"}, name="pool-edit"),
+    path("pools/<int:pk>/numa/", numa_pinning.numa_pinning, {"kind": "pools"}, name="pool-numa"),
+    path("jobs/", operations.job_list, name="job-list"),
+    path("jobs/panel/", operations.jobs_panel, name="jobs-panel"),
+    path("jobs/<int:pk>/", operations.job_detail, name="job-detail"),
+    path("jobs/<int:pk>/progress/", operations.job_progress, name="job-progress"),
+    path("jobs/<int:pk>/cancel/", operations.job_cancel, name="job-cancel"),
+    path("events/", operations.event_list, name="event-list"),
+]

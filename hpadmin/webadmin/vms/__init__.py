@@ -1,0 +1,1 @@
+"""Pages of VMs, templates and pools, with their dialogs."""

@@ -1,0 +1,262 @@
+"""What the VM pages show, built from the models: no request, no rendering.
+
+The detail pages' configuration sections and applied pinning, the NUMA editor's host columns and its
+per-host verdicts, and the Migrate dialog's destination rows.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.utils.text import capfirst
+
+from hpadmin.operations.services import migration_candidates
+from hpadmin.vms.models import Pool, Template, VirtualMachine, VmConfig
+from hpadmin.webadmin.inventory.topology import node_usage
+from scheduler.core.cpuset import PinningSyntaxError, format_cpuset, parse_pinning
+from scheduler.models import Allocation, AllocationState
+
+from .forms.dialog import TABS
+from .forms.numa_editor import NumaPinningForm
+
+
+@dataclass(frozen=True)
+class Kind:
+    """VMs, templates and pools share pages; this says which one a URL is about."""
+
+    model: type[VmConfig]
+    slug: str
+    label: str
+    plural: str
+
+
+KINDS = {
+    "vms": Kind(VirtualMachine, "vm", "Virtual machine", "Virtual machines"),
+    "templates": Kind(Template, "template", "Template", "Templates"),
+    "pools": Kind(Pool, "pool", "Pool", "Pools"),
+}
+
+
+# -- detail pages ------------------------------------------------------------------------------------------------
+
+
+def display_value(config: VmConfig, field) -> object:
+    """A configuration value as the dialog words it."""
+    if field.many_to_many:
+        return ", ".join(h.name for h in getattr(config, field.name).all()) or "Any host in cluster"
+    value = getattr(config, f"get_{field.name}_display")() if field.choices else getattr(config, field.name)
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    return "—" if value in (None, "") else value
+
+
+def configuration_sections(config: VmConfig) -> list[tuple[str, list[tuple[str, object]]]]:
+    """The configuration grouped as the dialog's tabs (vNUMA nodes have a card of their own)."""
+    sections = []
+    for _, label, names in TABS:
+        rows = []
+        for name in names:
+            try:
+                field = config._meta.get_field(name)
+            except FieldDoesNotExist:  # a dialog-only field (start running on, NUMA node count)
+                continue
+            rows.append((capfirst(field.verbose_name), display_value(config, field)))
+        if rows:
+            sections.append((label, rows))
+    return sections
+
+
+def vnuma_rows(config: VmConfig, hosts: list) -> list[tuple]:
+    """Each vNUMA node with its pinning on every placement host (and whether that host has its own)."""
+    return [
+        (node, [(host, node.pinning_for(host.pk), host.pk in node.pinned_to_by_host) for host in hosts])
+        for node in config.vnuma()
+    ]
+
+
+def applied_pinning(allocation: Allocation | None, config: VmConfig) -> dict | None:
+    """What the hypervisor was told for this allocation: vCPU -> pCPUs, vNUMA -> host node, threads, memory."""
+    if allocation is None:
+        return None
+    vnodes = {node.index: node for node in config.vnuma()}
+    return {
+        "allocation": allocation,
+        "vcpus": sorted(((int(v), format_cpuset(cpus)) for v, cpus in allocation.cpu_pinning.items())),
+        "numa": [
+            (int(v), node, vnodes.get(int(v)))
+            for v, node in sorted(allocation.numa_mapping.items(), key=lambda item: int(item[0]))
+        ],
+        "memory": sorted((int(n), mib) for n, mib in allocation.memory_mib.items()),
+        "hugepages": sorted(
+            (int(n), int(size), pages) for n, sizes in allocation.hugepages.items() for size, pages in sizes.items()
+        ),
+        "exclusive": format_cpuset(allocation.exclusive_cpus),
+        "shared": format_cpuset(allocation.shared_cpus),
+        "emulator": format_cpuset(allocation.emulator_cpus),
+        "iothreads": format_cpuset(allocation.iothread_cpus),
+    }
+
+
+def vm_panels(vm: VirtualMachine) -> dict:
+    """Placement and migration history of a VM: the parts of its page that change while it migrates."""
+    allocations = {a.state: a for a in vm.allocations.select_related("host")}
+    return {
+        "vm": vm,
+        "applied": applied_pinning(allocations.get(AllocationState.ACTIVE), vm),
+        "incoming": applied_pinning(allocations.get(AllocationState.PENDING), vm),
+        "jobs": vm.migration_jobs.select_related("source", "destination", "requested_by")[:20],
+    }
+
+
+# -- the New/Edit dialog -----------------------------------------------------------------------------------------
+
+
+def pinning_preview(text: str) -> list[str]:
+    try:
+        pins = parse_pinning(text)
+    except PinningSyntaxError:
+        return []
+    return [f"vCPU {vcpu} → pCPU {format_cpuset(cpus)}" for vcpu, cpus in sorted(pins.items())]
+
+
+# -- the NUMA pinning editor -------------------------------------------------------------------------------------
+
+
+def _numa_errors(config: VmConfig) -> dict[str, list[str]]:
+    try:
+        config.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        return exc.message_dict
+    return {}
+
+
+def pinning_conflicts(config: VmConfig, hosts: list, nodes: list[dict]) -> tuple[dict[int, list[str]], list[str]]:
+    """clean()'s verdict on a pinning, per placement host (the pinning as that host would get it, judged alone)
+    and for the whole configuration (messages not already shown under a host)."""
+    per_host = {}
+    for host in hosts:
+        trial = copy.copy(config)
+        trial.numa_nodes = [
+            {
+                **node,
+                "pinned_to": node["pinned_to_by_host"].get(str(host.pk), node["pinned_to"]),
+                "pinned_to_by_host": {},
+            }
+            for node in nodes
+        ]
+        trial.stage_placement_hosts([host])
+        per_host[host.pk] = _numa_errors(trial).get("numa_nodes", [])
+    whole = copy.copy(config)
+    whole.numa_nodes = nodes
+    whole.stage_placement_hosts(hosts)
+    shown = {message for messages_ in per_host.values() for message in messages_}
+    general = [m for messages_ in _numa_errors(whole).values() for m in messages_ if m not in shown]
+    return per_host, general
+
+
+def editor_hosts(form: NumaPinningForm, usage: dict, conflicts: dict[int, list[str]]) -> list[dict]:
+    """Each placement host as the editor draws it: its NUMA nodes side by side, each with its CPUs, free
+    memory and hugepages, and the vNUMA nodes pinned to it; plus the vNUMA nodes not pinned there."""
+    out = []
+    vnodes = form.vnodes
+    for position, host in enumerate(form.hosts):
+        pins = form.pins(host)
+        mirrored = position > 0 and form.same_as_first(host)
+        host_nodes = list(host.numa_nodes.all())
+        cpus_of = {}
+        for cpu in host.cpus.all():
+            cpus_of.setdefault(cpu.numa_node, []).append(cpu.cpu_id)
+        known = {n.index for n in host_nodes}
+        options = [("", "Not pinned")] + [(str(n.index), f"Node {n.index}") for n in host_nodes]
+        # Pinnings the plain choices cannot show (several nodes, or nodes this host lacks) stay selectable.
+        for nodes in sorted({p for p in pins.values() if len(p) > 1 or (p and p[0] not in known)}):
+            missing = "" if set(nodes) <= known else " (not on this host)"
+            options.append(
+                (",".join(map(str, nodes)), f"Node{'s' if len(nodes) > 1 else ''} {format_cpuset(nodes)}{missing}")
+            )
+
+        def chip(vnode, host=host, pins=pins, mirrored=mirrored, options=options, known=known):
+            return {
+                "vnode": vnode,
+                "name": f"pin-{host.pk}-{vnode.index}",
+                "value": ",".join(map(str, pins[vnode.index])),
+                "options": options,
+                "disabled": mirrored,
+                "also": pins[vnode.index][1:],
+                "missing": not set(pins[vnode.index]) <= known,
+            }
+
+        columns = []
+        for node in host_nodes:
+            assigned = [v for v in vnodes if node.index in pins[v.index]]
+            columns.append(
+                {
+                    "node": node,
+                    "cpus": format_cpuset(cpus_of.get(node.index, [])),
+                    "usage": usage[host.pk].get(node.index),
+                    "chips": [chip(v) for v in assigned if pins[v.index][0] == node.index],
+                    "assigned_mib": sum(v.memory_mib for v in assigned),
+                }
+            )
+        for column in columns:
+            column["over"] = column["usage"] is not None and column["assigned_mib"] > column["usage"].free_mib
+        out.append(
+            {
+                "host": host,
+                "first": position == 0,
+                "mirrored": mirrored,
+                "columns": columns,
+                "unpinned": [chip(v) for v in vnodes if not pins[v.index] or pins[v.index][0] not in known],
+                "conflicts": conflicts.get(host.pk, []),
+            }
+        )
+    return out
+
+
+def numa_editor(config: VmConfig, hosts: list, form: NumaPinningForm) -> dict:
+    """The editor's page: each placement host's columns with what the other VMs leave free there, the vNUMA
+    nodes with their tune modes, and clean()'s verdict on the pinning as shown (``general``)."""
+    others = Allocation.objects.filter(host__in=hosts)
+    if isinstance(config, VirtualMachine):
+        others = others.exclude(vm_id=config.pk)
+    by_host: dict[int, list] = {h.pk: [] for h in hosts}
+    for row in others:
+        by_host[row.host_id].append(row)
+    usage = {h.pk: node_usage(h, by_host[h.pk]) for h in hosts}
+    conflicts, general = pinning_conflicts(config, hosts, form.numa_nodes()) if hosts and form.vnodes else ({}, [])
+    return {
+        "hosts": editor_hosts(form, usage, conflicts) if hosts else [],
+        "general": general,
+        "vnodes": [(v, form.tune_mode(v.index)) for v in form.vnodes],
+        "tune_modes": form.fields[f"tune-{form.vnodes[0].index}"].choices if form.vnodes else [],
+    }
+
+
+# -- the Migrate dialog ------------------------------------------------------------------------------------------
+
+
+def destination_rows(vms: list[VirtualMachine]) -> tuple[list[dict], list[dict]]:
+    """Every host with the scheduler's verdict for all the VMs: eligible ones by rank, refused ones with each
+    filter's reason (prefixed by the VM when several are migrated)."""
+    rows: dict[int, dict] = {}
+    for vm in vms:
+        for verdict in migration_candidates(vm):
+            row = rows.setdefault(verdict.host.pk, {"host": verdict.host, "ranks": [], "reasons": [], "vms": set()})
+            row["vms"].add(vm.pk)
+            if verdict.eligible:
+                row["ranks"].append((vm, verdict.rank))
+            else:
+                row["reasons"].extend((vm, name, reason) for name, reason in verdict.rejections)
+    for row in rows.values():
+        for vm in vms:
+            if vm.pk not in row["vms"]:
+                row["reasons"].append((vm, "Cluster", f"the host is not in cluster {vm.cluster.name}"))
+        row["eligible"] = not row["reasons"]
+    eligible = sorted(
+        (r for r in rows.values() if r["eligible"]),
+        key=lambda r: (sum(rank or 0 for _, rank in r["ranks"]), r["host"].name),
+    )
+    refused = sorted((r for r in rows.values() if not r["eligible"]), key=lambda r: r["host"].name)
+    return eligible, refused

@@ -1,0 +1,1 @@
+"""Views of the VM, template and pool pages, one module per page or dialog."""
