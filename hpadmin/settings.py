@@ -143,7 +143,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "dispatch-waiting-migrations": {"task": "hpadmin.operations.tasks.dispatch_waiting", "schedule": 10.0},
-    "reconcile-orphaned-migrations": {"task": "hpadmin.operations.tasks.reconcile", "schedule": 30.0},
+    "watchdog": {"task": "hpadmin.operations.tasks.watch", "schedule": 30.0},
 }
 
 # Hypervisor: "simulated" (default) or "libvirt"; a host's URI scheme can still pick per host.
@@ -159,6 +159,10 @@ HPADMIN_SIMULATION_SPEED = float(os.environ.get("HPADMIN_SIMULATION_SPEED", "1")
 # Concurrent migrations per host (outgoing and incoming each) and per cluster.
 HPADMIN_MAX_MIGRATIONS_PER_HOST = int(os.environ.get("HPADMIN_MAX_MIGRATIONS_PER_HOST", "2"))
 HPADMIN_MAX_MIGRATIONS_PER_CLUSTER = int(os.environ.get("HPADMIN_MAX_MIGRATIONS_PER_CLUSTER", "8"))
+# The watchdog settles a migration job silent this long (no progress, or no worker took it up), and a VM left
+# starting or stopping this long, from what the hypervisors report.
+HPADMIN_JOB_STALL_TIMEOUT = float(os.environ.get("HPADMIN_JOB_STALL_TIMEOUT", "120"))
+HPADMIN_VM_ACTION_TIMEOUT = float(os.environ.get("HPADMIN_VM_ACTION_TIMEOUT", "300"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

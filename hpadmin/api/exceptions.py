@@ -11,7 +11,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from hpadmin.hypervisor.base import HypervisorError
-from hpadmin.operations.services import OperationError
+from hpadmin.operations.errors import OperationError
 
 # A hypervisor that refuses, or does not know the object, is a conflict with its state; any other failure
 # (unreachable, timed out, broken) is an upstream error.

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from django.conf import settings
 from django.db import transaction
 
-from hpadmin.utilities.processes import is_alive
+from hpadmin.utilities.processes import is_alive, process_id
 
 from .base import (
     AppliedPinning,
@@ -220,8 +220,9 @@ class SimulatedDriver:
         dirty = source.dirty_rate_mibps
         if _take_fault(src_uri, FaultKind.NEVER_CONVERGE):
             dirty = (options.bandwidth_mibps or DEFAULT_BANDWIDTH_MIBPS) * 1.2
+        # Who copies it: should that process die, the migration dies with it and the guest runs on here.
         SimulatedDomain.objects.filter(pk=source.pk).update(
-            migrating_to=dst_uri, abort_requested=False, state="migrating"
+            migrating_to=dst_uri, abort_requested=False, state="migrating", migrated_by=process_id()
         )
         try:
             result = self._copy(source.pk, spec, options, dirty, fail_midway, progress)

@@ -17,6 +17,9 @@ from hpadmin.inventory.services import HOST_TOPOLOGY_FIELDS, import_capabilities
 from hpadmin.vms.models import CpuPinningPolicy, OptimizedFor, Pool, Template, VirtualMachine
 from hpadmin.vms.profiles import prepare_new
 
+from .errors import OperationError
+from .services import start_vm
+
 GIB = 1024
 AVX512 = "sse4_2,avx,avx2,avx512f,avx512bw,aes,pdpe1gb,vmx"
 AVX2 = "sse4_2,avx,avx2,aes,pdpe1gb,vmx"
@@ -398,7 +401,6 @@ def build_scale(host_count: int, vm_count: int, seed: int = 7) -> tuple[int, int
 
 def start_vms(vms: list[VirtualMachine]) -> list[VirtualMachine]:
     """Start the given VMs through the scheduler, as an admin would; a VM no host can take stays down."""
-    from hpadmin.operations.services import OperationError, start_vm
 
     started = []
     for vm in vms:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
+from django.utils import timezone
 
 from scheduler.models import Allocation
 
@@ -46,7 +47,8 @@ def admit_waiting() -> list[int]:
                 continue
             if dest is not None and incoming.get(dest, 0) >= per_host:
                 continue
-            if MigrationJob.objects.filter(pk=job.pk, state=JobState.PENDING).update(state=JobState.SCHEDULING):
+            # The heartbeat starts now: a job no worker takes up is settled by the watchdog.
+            if job.move(JobState.PENDING, JobState.SCHEDULING, heartbeat_at=timezone.now()):
                 outgoing[job.source_id] = outgoing.get(job.source_id, 0) + 1
                 clusters[cluster] = clusters.get(cluster, 0) + 1
                 if dest is not None:

@@ -1,15 +1,20 @@
-"""The migration engine: one job from scheduling to its outcome, and recovery of jobs whose worker died.
+"""The migration engine: one job from scheduling to its outcome, and the settling of jobs that cannot end
+on their own.
 
 Invariant: whatever happens, the VM holds exactly one active allocation where it runs, and at most one
 pending claim (the destination of its running migration). Success turns the claim into the active
 allocation and frees the source; failure drops the claim and leaves the VM where it was.
+
+Every state change is a compare-and-set (``MigrationJob.move``, ``VirtualMachine.move``) taken with the VM's
+row locked first, then the job's; a step that loses the race (the job was cancelled or settled meanwhile)
+changes nothing. Any unexpected error ends the job through :func:`settle`, which records the VM where the
+hypervisors run it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -17,7 +22,7 @@ from django.utils import timezone
 from hpadmin.hypervisor.base import DomainState, HypervisorError, MigrationProgress
 from hpadmin.hypervisor.registry import get_driver
 from hpadmin.inventory.models import Host
-from hpadmin.utilities.processes import is_alive, process_id
+from hpadmin.utilities.processes import process_id
 from hpadmin.vms.models import VirtualMachine, VmStatus
 from scheduler import services as scheduling
 from scheduler.models import Allocation
@@ -25,7 +30,7 @@ from scheduler.services import NoHostError
 
 from . import events
 from .dispatch import saturated_destinations
-from .models import JobState, MigrationJob, MigrationMode, Severity
+from .models import ACTIVE_JOB_STATES, JobState, MigrationJob, MigrationMode, Severity
 from .policies import migration_options
 from .specs import domain_spec
 
@@ -33,45 +38,51 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # hosts tried for one job with automatic choice
 PROGRESS_INTERVAL_S = 0.5  # at most this often a progress write to the job row
-HEARTBEAT_TIMEOUT = timedelta(seconds=120)  # a running job silent this long has lost its worker
-
-
-def _finish(job: MigrationJob, state: str, error: str = "") -> None:
-    job.state = state
-    job.error = error
-    job.finished_at = timezone.now()
-    job.save(update_fields=["state", "error", "finished_at"])
 
 
 def _reason_suffix(job: MigrationJob) -> str:
     return f" Reason: {job.reason_text}" if job.reason_text else ""
 
 
+def _lock(vm: VirtualMachine, job: MigrationJob) -> None:
+    """Take the VM's row lock, then the job's: the one lock order of every VM action."""
+    VirtualMachine.objects.select_for_update().filter(pk=vm.pk).first()
+    MigrationJob.objects.select_for_update().filter(pk=job.pk).first()
+
+
 def run_job(job_id: int) -> str:
-    """Schedule, claim, migrate; retry elsewhere on failure when the scheduler chooses. Returns the end state."""
+    """Schedule, claim, migrate; retry elsewhere on failure when the scheduler chooses. Returns the end state.
+
+    Whatever goes wrong, the job ends: an unexpected error settles it from what the hypervisors report."""
+    try:
+        return _run(job_id)
+    except Exception as exc:
+        logger.exception("migration job %s", job_id)
+        return settle(job_id, f"The migration stopped on an unexpected error: {exc}")
+
+
+def _run(job_id: int) -> str:
     job = MigrationJob.objects.select_related("vm__cluster", "source", "requested_by").filter(pk=job_id).first()
     if job is None:
         return "missing"  # deleted with its VM meanwhile
     if job.state == JobState.MIGRATING:
         # A redelivered task whose worker died: settle it from what the hypervisors say.
-        reconcile(job)
-        return job.state
-    if job.state != JobState.SCHEDULING:
-        return job.state
-    job.worker = process_id()
-    job.started_at = job.started_at or timezone.now()
-    job.heartbeat_at = timezone.now()
-    job.save(update_fields=["worker", "started_at", "heartbeat_at"])
+        return settle(job.pk, f"The worker running the migration of VM {job.vm.name} stopped.")
+    now = timezone.now()
+    if not job.move(JobState.SCHEDULING, JobState.SCHEDULING, worker=process_id(), started_at=now, heartbeat_at=now):
+        return MigrationJob.objects.get(pk=job.pk).state  # cancelled or settled before a worker took it
     vm, user = job.vm, job.requested_by
     options = migration_options(vm)
     for warning in options.warnings:
         events.record("vm_migration_policy_fallback", warning, severity=Severity.WARNING, user=user, vm=vm, job=job)
     attempts = MAX_ATTEMPTS if job.mode == MigrationMode.AUTOMATIC else 1
-    while job.attempt < attempts:
+    while job.attempt < attempts and job.state == JobState.SCHEDULING:
         job.attempt += 1
         if job.cancel_requested:
-            _finish(job, JobState.CANCELLED)
-            events.record("vm_migration_cancelled", f"Migration of VM {vm.name} cancelled.", user=user, vm=vm, job=job)
+            if job.move(JobState.SCHEDULING, JobState.CANCELLED):
+                events.record(
+                    "vm_migration_cancelled", f"Migration of VM {vm.name} cancelled.", user=user, vm=vm, job=job
+                )
             break
         try:
             claim = scheduling.claim(
@@ -88,38 +99,51 @@ def run_job(job_id: int) -> str:
                 if job.requested_destination is None
                 else f"Cannot migrate VM {vm.name} to {job.requested_destination.name}: {exc.message}"
             )
-            _finish(job, JobState.FAILED, message)
-            events.record("vm_migration_no_host", message, severity=Severity.ERROR, user=user, vm=vm, job=job)
+            if job.move(JobState.SCHEDULING, JobState.FAILED, error=message):
+                events.record("vm_migration_no_host", message, severity=Severity.ERROR, user=user, vm=vm, job=job)
             break
-        outcome = _migrate(job, vm, claim, options)
-        if outcome is None:
-            continue  # failed on this host; try the next
-        break
-    else:
-        if job.is_active:
-            _finish(job, JobState.FAILED, job.error or "No attempt succeeded.")
+        _migrate(job, vm, claim, options)
+    if job.state == JobState.SCHEDULING:
+        job.move(JobState.SCHEDULING, JobState.FAILED, error=job.error or "No attempt succeeded.")
     return job.state
 
 
-def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) -> str | None:
-    """One attempt towards ``claim.host``. Returns the end state, or None when the next host may be tried."""
+def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) -> None:
+    """One attempt towards ``claim.host``. The job ends, or goes back to scheduling for the next host."""
     source, destination, user = job.source, claim.host, job.requested_by
-    job.destination = destination
-    job.state = JobState.MIGRATING
-    job.phase = "setup"
-    job.progress = 0.0
-    job.save(update_fields=["destination", "state", "phase", "progress", "attempt"])
-    VirtualMachine.objects.filter(pk=vm.pk).update(status=VmStatus.MIGRATING)
-    who = f"User: {user.get_username()}" if user else f"Initiated by system: {job.get_reason_display()}"
-    events.record(
-        "vm_migration_start",
-        f"Migration started (VM: {vm.name}, Source: {source.name}, Destination: {destination.name}, {who})."
-        + _reason_suffix(job),
-        user=user,
-        vm=vm,
-        host=destination,
-        job=job,
-    )
+    with transaction.atomic():
+        _lock(vm, job)
+        if not vm.move(VmStatus.UP, VmStatus.MIGRATING):
+            claim.delete()
+            current = VirtualMachine.objects.get(pk=vm.pk).get_status_display().lower()
+            message = f"Cannot migrate VM {vm.name}: it is {current}."
+            if job.move(JobState.SCHEDULING, JobState.FAILED, error=message):
+                events.record("vm_migration_failed", message, severity=Severity.ERROR, user=user, vm=vm, job=job)
+            return
+        started = job.move(
+            JobState.SCHEDULING,
+            JobState.MIGRATING,
+            destination=destination,
+            phase="setup",
+            progress=0.0,
+            attempt=job.attempt,
+            heartbeat_at=timezone.now(),
+        )
+        if not started:  # settled meanwhile: give everything back
+            claim.delete()
+            vm.move(VmStatus.MIGRATING, VmStatus.UP)
+            job.refresh_from_db(fields=["state"])
+            return
+        who = f"User: {user.get_username()}" if user else f"Initiated by system: {job.get_reason_display()}"
+        events.record(
+            "vm_migration_start",
+            f"Migration started (VM: {vm.name}, Source: {source.name}, Destination: {destination.name}, {who})."
+            + _reason_suffix(job),
+            user=user,
+            vm=vm,
+            host=destination,
+            job=job,
+        )
     driver = get_driver(source.uri)
     last_write, aborting = [0.0], [False]
 
@@ -147,15 +171,23 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
     try:
         result = driver.migrate(source.uri, destination.uri, domain_spec(vm, claim), options.driver, progress)
     except HypervisorError as exc:
-        return _after_failure(job, vm, claim, exc)
+        _after_failure(job, vm, claim, exc)
+        return
     with transaction.atomic():
+        _lock(vm, job)
+        done = job.move(
+            JobState.MIGRATING,
+            JobState.SUCCEEDED,
+            phase="done",
+            progress=100.0,
+            downtime_ms=result.downtime_ms,
+            transferred_mib=result.transferred_mib,
+            data_remaining_mib=0.0,
+        )
+        if not done:
+            raise RuntimeError(f"the job of VM {vm.name} was settled while its migration completed")
         scheduling.activate(claim)
-        VirtualMachine.objects.filter(pk=vm.pk).update(host=destination, status=VmStatus.UP)
-        job.refresh_from_db(fields=["cancel_requested"])
-        job.phase, job.progress = "done", 100.0
-        job.downtime_ms, job.transferred_mib, job.data_remaining_mib = result.downtime_ms, result.transferred_mib, 0.0
-        job.save(update_fields=["phase", "progress", "downtime_ms", "transferred_mib", "data_remaining_mib"])
-        _finish(job, JobState.SUCCEEDED)
+        vm.move(VmStatus.MIGRATING, VmStatus.UP, host=destination)
         events.record(
             "vm_migration_done",
             f"Migration completed (VM: {vm.name}, Source: {source.name}, Destination: {destination.name}, "
@@ -165,109 +197,115 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
             host=destination,
             job=job,
         )
-    return job.state
 
 
-def _after_failure(job: MigrationJob, vm: VirtualMachine, claim: Allocation, exc: HypervisorError) -> str | None:
+def _after_failure(job: MigrationJob, vm: VirtualMachine, claim: Allocation, exc: HypervisorError) -> None:
     source, destination, user = job.source, claim.host, job.requested_by
     with transaction.atomic():
+        _lock(vm, job)
         claim.delete()
-        VirtualMachine.objects.filter(pk=vm.pk).update(status=VmStatus.UP)
+        vm.move(VmStatus.MIGRATING, VmStatus.UP)
         job.refresh_from_db(fields=["cancel_requested"])
-        job.tried_hosts = [*job.tried_hosts, destination.pk]
-        job.destination = None
-        job.phase = ""
-        job.error = exc.message
-        job.save(update_fields=["tried_hosts", "destination", "phase", "error"])
+        left = {
+            "tried_hosts": [*job.tried_hosts, destination.pk],
+            "destination": None,
+            "phase": "",
+            "error": exc.message,
+        }
         if exc.kind == "aborted" or job.cancel_requested:
-            _finish(job, JobState.CANCELLED, exc.message)
+            if job.move(JobState.MIGRATING, JobState.CANCELLED, **left):
+                events.record(
+                    "vm_migration_cancelled",
+                    f"Migration of VM {vm.name} to {destination.name} cancelled; it runs on {source.name}.",
+                    user=user,
+                    vm=vm,
+                    job=job,
+                )
+            return
+        if job.mode == MigrationMode.AUTOMATIC and job.attempt < MAX_ATTEMPTS:
+            if job.move(JobState.MIGRATING, JobState.SCHEDULING, **left):
+                events.record(
+                    "vm_migration_trying_rerun",
+                    f"Failed to migrate VM {vm.name} to Host {destination.name} due to: {exc.message} "
+                    "Trying to migrate to another Host.",
+                    severity=Severity.WARNING,
+                    user=user,
+                    vm=vm,
+                    host=destination,
+                    job=job,
+                )
+            return
+        if job.move(JobState.MIGRATING, JobState.FAILED, **left):
             events.record(
-                "vm_migration_cancelled",
-                f"Migration of VM {vm.name} to {destination.name} cancelled; it runs on {source.name}.",
-                user=user,
-                vm=vm,
-                job=job,
-            )
-            return job.state
-        retry = job.mode == MigrationMode.AUTOMATIC and job.attempt < MAX_ATTEMPTS
-        if retry:
-            job.state = JobState.SCHEDULING
-            job.save(update_fields=["state"])
-            events.record(
-                "vm_migration_trying_rerun",
-                f"Failed to migrate VM {vm.name} to Host {destination.name} due to: {exc.message} "
-                "Trying to migrate to another Host.",
-                severity=Severity.WARNING,
+                "vm_migration_failed",
+                f"Migration failed due to: {exc.message} (VM: {vm.name}, Source: {source.name}, "
+                f"Destination: {destination.name}). The VM keeps running on {source.name}.",
+                severity=Severity.ERROR,
                 user=user,
                 vm=vm,
                 host=destination,
                 job=job,
             )
-            return None
-        _finish(job, JobState.FAILED, exc.message)
-        events.record(
-            "vm_migration_failed",
-            f"Migration failed due to: {exc.message} (VM: {vm.name}, Source: {source.name}, "
-            f"Destination: {destination.name}). The VM keeps running on {source.name}.",
-            severity=Severity.ERROR,
-            user=user,
-            vm=vm,
-            host=destination,
-            job=job,
-        )
-    return job.state
 
 
-# -- recovery -------------------------------------------------------------------------------------------------
+# -- settling -------------------------------------------------------------------------------------------------
 
 
-def _worker_gone(job: MigrationJob) -> bool:
-    """A worker on this machine is gone when its process is; elsewhere when its heartbeat stopped."""
-    alive = is_alive(job.worker)
-    if alive is not None:
-        return not alive
-    return job.heartbeat_at is None or timezone.now() - job.heartbeat_at > HEARTBEAT_TIMEOUT
+def where_it_runs(name: str, hosts: list[Host], source: Host | None = None) -> tuple[Host | None, bool]:
+    """The host among ``hosts`` whose hypervisor runs the domain, and whether every host answered. A domain
+    still being copied away counts as running on ``source``."""
+    answered, copying = True, None
+    for host in dict.fromkeys(hosts):
+        try:
+            state = get_driver(host.uri).domain_state(host.uri, name)
+        except HypervisorError:
+            answered = False
+            continue
+        if state in (DomainState.RUNNING, DomainState.PAUSED):
+            return host, True
+        if state == DomainState.MIGRATING and source is not None and host.pk == source.pk:
+            copying = host
+    return copying, answered
 
 
-def reconcile_orphans() -> list[int]:
-    """Settle running jobs whose worker is gone (dead PID on this machine, or silent too long)."""
-    settled = []
-    for job in MigrationJob.objects.running().exclude(worker=""):
-        if _worker_gone(job):
-            reconcile(job)
-            settled.append(job.pk)
-    return settled
-
-
-def reconcile(job: MigrationJob) -> None:
-    """Decide a job's outcome from where the hypervisors say the VM runs; drop or move allocations to match."""
-    job = MigrationJob.objects.select_related("vm", "source", "destination").get(pk=job.pk)
+def settle(job_id: int, why: str) -> str:
+    """End a job that cannot end on its own (its worker died or stalled, an unexpected error) from where the
+    hypervisors run the VM: on the claimed destination the migration is recorded as done; elsewhere the
+    claim is dropped and the job fails with ``why``. Returns the job's end state."""
+    job = MigrationJob.objects.select_related("vm", "source", "destination").filter(pk=job_id).first()
+    if job is None:
+        return "missing"
+    if not job.is_active:
+        return job.state
     vm = job.vm
     claim = Allocation.objects.filter(vm=vm).pending().select_related("host").first()
-    destination: Host | None = job.destination or (claim.host if claim else None)
-    on_destination = False
-    if destination is not None:
-        try:
-            on_destination = get_driver(destination.uri).domain_state(destination.uri, vm.name) in (
-                DomainState.RUNNING,
-                DomainState.PAUSED,
-            )
-        except HypervisorError:
-            on_destination = False
+    candidates = [h for h in (job.source, claim.host if claim else None, job.destination) if h is not None]
+    where, answered = where_it_runs(vm.name, candidates, source=job.source)  # before any lock: it may be slow
     with transaction.atomic():
-        if on_destination and claim is not None:
+        _lock(vm, job)
+        job.refresh_from_db(fields=["state"])
+        if job.state not in ACTIVE_JOB_STATES:
+            return job.state  # it ended meanwhile
+        vm.refresh_from_db(fields=["status", "host"])
+        if where is not None and claim is not None and where.pk == claim.host_id:
             scheduling.activate(claim)
-            VirtualMachine.objects.filter(pk=vm.pk).update(host=destination, status=VmStatus.UP)
-            _finish(job, JobState.SUCCEEDED)
-            message = (
-                f"Migration of VM {vm.name} to {destination.name} was interrupted with its worker; "
-                f"the VM runs on {destination.name}, so it is recorded as completed."
-            )
-            events.record("vm_migration_recovered", message, severity=Severity.WARNING, vm=vm, job=job)
-            return
+            vm.move(vm.status, VmStatus.UP, host=where)
+            job.move(job.state, JobState.SUCCEEDED, phase="done", progress=100.0, error=why)
+            message = f"{why} VM {vm.name} runs on {where.name}, so its migration is recorded as completed."
+            events.record("vm_migration_recovered", message, severity=Severity.WARNING, vm=vm, host=where, job=job)
+            return job.state
         if claim is not None:
             claim.delete()
-        VirtualMachine.objects.filter(pk=vm.pk).update(status=VmStatus.UP)
-        message = f"The worker running the migration of VM {vm.name} stopped; the VM still runs on {job.source.name}."
-        _finish(job, JobState.FAILED, message)
-        events.record("vm_migration_failed", message, severity=Severity.ERROR, vm=vm, job=job)
+        if where is not None:
+            vm.move(vm.status, VmStatus.UP)
+            message = f"{why} VM {vm.name} still runs on {where.name}."
+        elif answered:
+            scheduling.release(vm)
+            vm.move(vm.status, VmStatus.DOWN, host=None)
+            message = f"{why} No host runs VM {vm.name} any more; it is recorded as down."
+        else:
+            vm.move(VmStatus.MIGRATING, VmStatus.UP)
+            message = f"{why} Its hosts did not answer; VM {vm.name} is kept on {job.source.name}."
+        job.move(job.state, JobState.FAILED, destination=None, phase="", error=message)
+        events.record("vm_migration_failed", message, severity=Severity.ERROR, vm=vm, host=where, job=job)
+    return job.state

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 
 class JobState(models.TextChoices):
@@ -95,6 +98,11 @@ class MigrationJob(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["state", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vm"], condition=models.Q(state__in=ACTIVE_JOB_STATES), name="one_active_job_per_vm"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Migration of {self.vm} ({self.get_state_display()})"
@@ -105,6 +113,19 @@ class MigrationJob(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in ACTIVE_JOB_STATES
+
+    def move(self, expected: str | Iterable[str], new: str, **fields) -> bool:
+        """The one way a job changes state: a compare-and-set that is False, and writes nothing, when another
+        process moved the job first. An ended job gets its ``finished_at``."""
+        states = [expected] if isinstance(expected, str) else list(expected)
+        fields = {"state": new, **fields}
+        if new not in ACTIVE_JOB_STATES:
+            fields.setdefault("finished_at", timezone.now())
+        won = bool(MigrationJob.objects.filter(pk=self.pk, state__in=states).update(**fields))
+        if won:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return won
 
     @property
     def duration_s(self) -> float | None:

@@ -1,15 +1,18 @@
-"""What admins and automation do to VMs: start, stop, migrate, cancel. One transaction per action.
+"""What admins and automation do to VMs: start, stop, migrate, cancel. One transaction per decision.
 
-Migrations run as Celery tasks (``hpadmin.operations.tasks``); the services validate, create the jobs and
-hand them to the dispatcher, which starts them in order within the concurrency limits.
+Every action on a VM takes the VM's row lock first (then its jobs', then the hosts'), checks the VM's status
+and changes it by compare-and-set, so two actions on one VM never interleave: the second gets a 409. Slow
+hypervisor calls run between two short transactions, while the VM's status (starting, stopping, migrating)
+keeps other actions out. Migrations run as Celery tasks (``hpadmin.operations.tasks``); the services validate,
+create the jobs and hand them to the dispatcher, which starts them in order within the concurrency limits.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
-from django.db import transaction
-from django.utils import timezone
+from django.db import IntegrityError, transaction
 
 from hpadmin.hypervisor.base import HypervisorError
 from hpadmin.hypervisor.registry import get_driver
@@ -22,6 +25,7 @@ from scheduler.services import HostVerdict, NoHostError
 from scheduler.snapshot import vm_request
 
 from . import events
+from .errors import OperationError
 from .models import JobState, MigrationJob, MigrationMode, Severity
 from .specs import domain_spec
 from .tasks import dispatch_pending
@@ -30,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "HostVerdict",
-    "OperationError",
     "cancel_migration",
     "migrate_vms",
     "migration_candidates",
@@ -38,20 +41,19 @@ __all__ = [
     "stop_vm",
 ]
 
-
-class OperationError(Exception):
-    """A refused action. ``errors`` maps a field (or a VM name) to messages; ``status`` is 400 for bad input
-    and 409 when the VM's or host's state does not allow it."""
-
-    def __init__(self, message: str, errors: dict[str, list[str]] | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.errors = errors or {}
-        self.status = status
+STOP_WAIT_S = 30.0  # how long a stop waits for the migration it cancelled to end
 
 
 def _user(user):
     return user if getattr(user, "is_authenticated", False) else None
+
+
+def _locked(vm: VirtualMachine) -> VirtualMachine:
+    return VirtualMachine.objects.select_for_update(of=("self",)).select_related("cluster", "host").get(pk=vm.pk)
+
+
+def _busy(vm: VirtualMachine, action: str) -> OperationError:
+    return OperationError(f"Cannot {action} VM {vm.name}: it is {vm.get_status_display().lower()}.", status=409)
 
 
 # -- start and stop -------------------------------------------------------------------------------------------
@@ -59,57 +61,86 @@ def _user(user):
 
 def start_vm(vm: VirtualMachine, user=None, *, host: Host | None = None) -> VirtualMachine:
     """Place the VM with the scheduler (on ``host`` if given), claim its resources and start it there."""
-    vm = VirtualMachine.objects.select_related("cluster").get(pk=vm.pk)
-    if vm.status != VmStatus.DOWN:
-        raise OperationError(f"Cannot run VM {vm.name}: it is {vm.get_status_display().lower()}.", status=409)
+    with transaction.atomic():
+        vm = _locked(vm)
+        if not vm.move(VmStatus.DOWN, VmStatus.STARTING):
+            raise _busy(vm, "run")
     try:
         allocation = scheduling.claim(vm, action="start", destination=host)
     except NoHostError as exc:
+        vm.move(VmStatus.STARTING, VmStatus.DOWN)
         raise OperationError(f"Cannot run VM {vm.name}: {exc.message}", _rejections(exc)) from None
+    except BaseException:
+        vm.move(VmStatus.STARTING, VmStatus.DOWN)
+        raise
     target = allocation.host
     try:
         get_driver(target.uri).start(target.uri, domain_spec(vm, allocation))
     except HypervisorError as exc:
-        allocation.delete()
-        events.record(
-            "vm_start_failed",
-            f"Failed to run VM {vm.name} on {target.name}: {exc.message}",
-            severity=Severity.ERROR,
-            user=user,
-            vm=vm,
-            host=target,
-        )
+        with transaction.atomic():
+            allocation.delete()
+            vm.move(VmStatus.STARTING, VmStatus.DOWN)
+            events.record(
+                "vm_start_failed",
+                f"Failed to run VM {vm.name} on {target.name}: {exc.message}",
+                severity=Severity.ERROR,
+                user=user,
+                vm=vm,
+                host=target,
+            )
         raise OperationError(f"Cannot run VM {vm.name} on {target.name}: {exc.message}", status=409) from None
     with transaction.atomic():
+        _locked(vm)
         scheduling.activate(allocation)
-        VirtualMachine.objects.filter(pk=vm.pk).update(
-            status=VmStatus.UP, host=target, cpu_flags_at_start=sorted(target.cpu_flags)
-        )
+        vm.move(VmStatus.STARTING, VmStatus.UP, host=target, cpu_flags_at_start=sorted(target.cpu_flags))
         events.record("vm_started", f"VM {vm.name} started on Host {target.name}.", user=user, vm=vm, host=target)
     vm.refresh_from_db()
     return vm
 
 
 def stop_vm(vm: VirtualMachine, user=None) -> VirtualMachine:
-    """Power the VM off and release everything it held."""
-    vm = VirtualMachine.objects.select_related("host").get(pk=vm.pk)
-    if vm.status == VmStatus.DOWN:
-        raise OperationError(f"Cannot stop VM {vm.name}: it is not running.", status=409)
-    if MigrationJob.objects.filter(vm=vm).active().exists():
-        raise OperationError(f"Cannot stop VM {vm.name}: a migration is in progress; cancel it first.", status=409)
+    """Power the VM off and release everything it held. A migration in progress is cancelled first, and the
+    stop waits for it to end: the VM is never recorded as down while a hypervisor runs it."""
+    job = MigrationJob.objects.filter(vm=vm).active().first()
+    if job is not None:
+        _cancel_and_wait(job, user)
+    with transaction.atomic():
+        vm = _locked(vm)
+        if vm.status == VmStatus.DOWN:
+            raise OperationError(f"Cannot stop VM {vm.name}: it is not running.", status=409)
+        if MigrationJob.objects.filter(vm=vm).active().exists() or not vm.move(VmStatus.UP, VmStatus.STOPPING):
+            raise _busy(vm, "stop")
     host = vm.host
     if host is not None:
         try:
             get_driver(host.uri).stop(host.uri, vm.name)
         except HypervisorError as exc:
             if exc.kind != "not_found":
+                vm.move(VmStatus.STOPPING, VmStatus.UP)
                 raise OperationError(f"Cannot stop VM {vm.name} on {host.name}: {exc.message}", status=409) from None
     with transaction.atomic():
+        _locked(vm)
         scheduling.release(vm)
-        VirtualMachine.objects.filter(pk=vm.pk).update(status=VmStatus.DOWN, host=None)
+        vm.move(VmStatus.STOPPING, VmStatus.DOWN, host=None)
         events.record("vm_stopped", f"VM {vm.name} powered off.", user=user, vm=vm, host=host)
     vm.refresh_from_db()
     return vm
+
+
+def _cancel_and_wait(job: MigrationJob, user) -> None:
+    try:
+        cancel_migration(job, user)
+    except OperationError:
+        return  # it ended meanwhile
+    deadline = time.monotonic() + STOP_WAIT_S
+    while MigrationJob.objects.filter(pk=job.pk).active().exists():
+        if time.monotonic() > deadline:
+            raise OperationError(
+                f"Cannot stop VM {job.vm.name}: its migration is being cancelled and has not ended yet; "
+                "try again in a moment.",
+                status=409,
+            )
+        time.sleep(0.1)
 
 
 # -- migration ------------------------------------------------------------------------------------------------
@@ -140,8 +171,10 @@ def _refusal(vm: VirtualMachine, destination: Host | None, force: bool, busy: se
     mode_error = check_migration_mode(vm_request(vm, placement_hosts=()), _core_request(destination, force))
     if vm.pk in busy:
         return f"Cannot migrate VM {vm.name}: a migration is already in progress.", 409
-    if vm.status != VmStatus.UP or vm.host_id is None:
+    if vm.status == VmStatus.DOWN or vm.host_id is None:
         return f"Cannot migrate VM {vm.name}: it is not running.", 409
+    if vm.status != VmStatus.UP:
+        return f"Cannot migrate VM {vm.name}: it is {vm.get_status_display().lower()}.", 409
     if mode_error is not None:
         return f"Cannot migrate VM {vm.name}: {mode_error.message}.", 409 if vm.migration_mode == "pinned" else 400
     if destination is None:
@@ -180,45 +213,53 @@ def migrate_vms(
     """
     if not vms:
         raise OperationError("Select at least one VM to migrate.", {"vms": ["Select at least one VM."]})
-    vms = list(VirtualMachine.objects.select_related("cluster", "host").filter(pk__in=[vm.pk for vm in vms]))
-    busy = set(MigrationJob.objects.filter(vm__in=vms).active().values_list("vm_id", flat=True))
-    refusals = {vm.name: r for vm in vms if (r := _refusal(vm, destination, force, busy)) is not None}
-    if refusals:
-        raise OperationError(
-            " ".join(message for message, _ in refusals.values()),
-            {name: [message] for name, (message, _) in refusals.items()},
-            status=max(status for _, status in refusals.values()),
-        )
-    with transaction.atomic():
-        jobs = [
-            MigrationJob.objects.create(
-                vm=vm,
-                source_id=vm.host_id,
-                requested_destination=destination,
-                requested_by=_user(user),
-                reason=reason,
-                reason_text=reason_text,
-                mode=MigrationMode.MANUAL if destination else MigrationMode.AUTOMATIC,
-                force=force,
+    try:
+        with transaction.atomic():
+            locked = list(
+                VirtualMachine.objects.select_for_update(of=("self",))
+                .select_related("cluster", "host")
+                .filter(pk__in=[vm.pk for vm in vms])
+                .order_by("pk")
             )
-            for vm in vms
-        ]
-        transaction.on_commit(dispatch_pending)
+            busy = set(MigrationJob.objects.filter(vm__in=locked).active().values_list("vm_id", flat=True))
+            refusals = {vm.name: r for vm in locked if (r := _refusal(vm, destination, force, busy)) is not None}
+            if refusals:
+                raise OperationError(
+                    " ".join(message for message, _ in refusals.values()),
+                    {name: [message] for name, (message, _) in refusals.items()},
+                    status=max(status for _, status in refusals.values()),
+                )
+            jobs = [
+                MigrationJob.objects.create(
+                    vm=vm,
+                    source_id=vm.host_id,
+                    requested_destination=destination,
+                    requested_by=_user(user),
+                    reason=reason,
+                    reason_text=reason_text,
+                    mode=MigrationMode.MANUAL if destination else MigrationMode.AUTOMATIC,
+                    force=force,
+                )
+                for vm in locked
+            ]
+            transaction.on_commit(dispatch_pending)
+    except IntegrityError:  # the database's "one active job per VM", should a lock ever be missing
+        names = ", ".join(vm.name for vm in vms)
+        raise OperationError(f"Cannot migrate VM {names}: a migration is already in progress.", status=409) from None
     return jobs
 
 
 def cancel_migration(job: MigrationJob, user=None) -> MigrationJob:
     """Cancel a waiting job at once; abort a running migration through the driver (the task records it)."""
+    vm = MigrationJob.objects.select_related("vm").get(pk=job.pk).vm
     with transaction.atomic():
+        _locked(vm)
         job = MigrationJob.objects.select_for_update(of=("self",)).select_related("vm", "source").get(pk=job.pk)
         if not job.is_active:
             raise OperationError(
                 f"The migration of {job.vm.name} has already ended ({job.get_state_display().lower()}).", status=409
             )
-        if job.state == JobState.PENDING:
-            job.state = JobState.CANCELLED
-            job.finished_at = timezone.now()
-            job.save(update_fields=["state", "finished_at"])
+        if job.move(JobState.PENDING, JobState.CANCELLED):
             events.record(
                 "vm_migration_cancelled",
                 f"Migration of VM {job.vm.name} cancelled before it started.",
@@ -227,8 +268,8 @@ def cancel_migration(job: MigrationJob, user=None) -> MigrationJob:
                 job=job,
             )
             return job
+        MigrationJob.objects.filter(pk=job.pk).update(cancel_requested=True)
         job.cancel_requested = True
-        job.save(update_fields=["cancel_requested"])
     if job.state == JobState.MIGRATING:
         try:
             get_driver(job.source.uri).abort_migration(job.source.uri, job.vm.name)

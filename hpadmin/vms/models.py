@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from hpadmin.inventory.models import Cluster, Host, MigrationPolicy
 from scheduler.core.cpuset import PinningSyntaxError, parse_cpuset, parse_pinning
@@ -380,6 +381,7 @@ class VirtualMachine(VmConfig):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="vms"
     )
     cpu_flags_at_start = models.JSONField(default=list, blank=True, help_text="Host CPU flags the VM started with.")
+    status_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta(VmConfig.Meta):
@@ -388,6 +390,16 @@ class VirtualMachine(VmConfig):
 
     def get_absolute_url(self) -> str:
         return reverse("vm-detail", args=[self.pk])
+
+    def move(self, expected: str | Iterable[str], new: str, **fields) -> bool:
+        """Compare-and-set of the status: False, and nothing written, when the VM is no longer ``expected``."""
+        states = [expected] if isinstance(expected, str) else list(expected)
+        fields = {"status": new, "status_changed_at": timezone.now(), **fields}
+        won = bool(VirtualMachine.objects.filter(pk=self.pk, status__in=states).update(**fields))
+        if won:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return won
 
     def clean(self) -> None:
         super().clean()

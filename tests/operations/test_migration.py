@@ -9,10 +9,10 @@ from django.db import connections
 
 from hpadmin.hypervisor.models import FaultKind, SimulatedDomain, SimulatedFault
 from hpadmin.hypervisor.simulated import SimulatedDriver
-from hpadmin.operations import engine
+from hpadmin.operations import engine, watchdog
+from hpadmin.operations.errors import OperationError
 from hpadmin.operations.models import Event, JobState, MigrationJob
 from hpadmin.operations.services import (
-    OperationError,
     cancel_migration,
     migrate_vms,
     migration_candidates,
@@ -387,7 +387,7 @@ def test_recovery_finds_the_vm_on_the_destination(cluster, hosts):
     vm = running_vm(cluster, hosts[0])
     job = orphan(vm, hosts[0], hosts[1], hosts[1])
     SimulatedDomain.objects.filter(name=vm.name).update(host_uri=hosts[1].uri)  # the copy had finished
-    assert engine.reconcile_orphans() == [job.pk]
+    assert watchdog.run() == [job.pk]
     job.refresh_from_db()
     vm.refresh_from_db()
     assert job.state == JobState.SUCCEEDED and vm.host == hosts[1]
@@ -398,7 +398,7 @@ def test_recovery_finds_the_vm_on_the_source(cluster, hosts):
     vm = running_vm(cluster, hosts[0])
     before = active(vm)
     job = orphan(vm, hosts[0], hosts[1], hosts[1])
-    assert engine.reconcile_orphans() == [job.pk]
+    assert watchdog.run() == [job.pk]
     job.refresh_from_db()
     assert job.state == JobState.FAILED and "still runs on h1" in job.error
     assert list(Allocation.objects.filter(vm=vm).values_list("pk", "state")) == [(before.pk, "active")]
@@ -408,4 +408,4 @@ def test_recovery_leaves_jobs_of_live_workers_alone(cluster, hosts):
     vm = running_vm(cluster, hosts[0])
     job = orphan(vm, hosts[0], hosts[1], hosts[1])
     MigrationJob.objects.filter(pk=job.pk).update(worker=process_id())
-    assert engine.reconcile_orphans() == []
+    assert watchdog.run() == []

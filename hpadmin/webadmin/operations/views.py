@@ -12,8 +12,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 
+from hpadmin.operations.errors import OperationError
 from hpadmin.operations.models import Event, MigrationJob
-from hpadmin.operations.services import OperationError, cancel_migration
+from hpadmin.operations.services import cancel_migration
 from hpadmin.utilities.htmx import render_two_ways
 from hpadmin.utilities.lists import sorted_page
 from hpadmin.utilities.views import staff_required

@@ -6,7 +6,8 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_POST
 
-from hpadmin.operations.services import OperationError, migrate_vms, start_vm, stop_vm
+from hpadmin.operations.errors import OperationError
+from hpadmin.operations.services import migrate_vms, start_vm, stop_vm
 from hpadmin.utilities.htmx import back_to, client_redirect, render_two_ways
 from hpadmin.utilities.views import staff_required
 from hpadmin.vms.models import VirtualMachine, VmStatus
