@@ -154,6 +154,8 @@ HPADMIN_DRIVERS = {
     "sim": "hpadmin.hypervisor.simulated.SimulatedDriver",
     **dict.fromkeys(("qemu", "qemu+tcp", "qemu+ssh", "qemu+unix", "qemu+tls", "test"), _LIBVIRT),
 }
+# A libvirt host that does not answer fails a connection or a query after this many seconds.
+HPADMIN_LIBVIRT_TIMEOUT = float(os.environ.get("HPADMIN_LIBVIRT_TIMEOUT", "10"))
 # Simulated migrations run this many times faster than real ones (demo: 1, tests: large).
 HPADMIN_SIMULATION_SPEED = float(os.environ.get("HPADMIN_SIMULATION_SPEED", "1"))
 # Concurrent migrations per host (outgoing and incoming each) and per cluster.

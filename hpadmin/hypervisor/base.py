@@ -172,6 +172,10 @@ class HypervisorError(Exception):
 class Driver(Protocol):
     """A hypervisor backend. Every method raises :class:`HypervisorError` on failure."""
 
+    def check_uri(self, uri: str) -> None:
+        """Raise ValueError, saying why, unless hpadmin may register a host at ``uri``."""
+        ...
+
     def capabilities(self, uri: str) -> HostCapabilities: ...
 
     def list_domains(self, uri: str) -> list[str]:

@@ -1,7 +1,9 @@
 """The libvirt driver: real hosts through libvirt-python.
 
 One connection per URI and process, shared by its threads (libvirt connections are thread-safe);
-a forked worker opens its own, and a connection that died is reopened on next use.
+a forked worker opens its own, and a connection that died is reopened on next use. Opening a connection
+and every query are bounded by ``HPADMIN_LIBVIRT_TIMEOUT``: libvirt's client itself waits for a host that
+accepted the TCP connection but does not answer for as long as the kernel keeps the socket.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import libvirt
+from django.conf import settings
 
 from hpadmin.hypervisor.base import (
     AppliedPinning,
@@ -32,6 +35,12 @@ from hpadmin.hypervisor.domain_xml import build_domain_xml, rewrite_for_destinat
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 MIB = 1024 * 1024
+TRANSPORTS = ("qemu+tcp", "qemu+tls", "qemu+ssh", "qemu+unix", "qemu")
+# URI parameters that only say how to authenticate or verify the host. The others (command, socket, netcat,
+# proxy, ...) make libvirt run a program or talk through another channel, so an API token could run code here.
+SAFE_PARAMETERS = frozenset(
+    {"no_verify", "no_tty", "pkipath", "keyfile", "known_hosts", "known_hosts_verify", "sshauth"}
+)
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _MIGRATION_JOBS = {libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN, libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT}
 
@@ -39,6 +48,27 @@ _MIGRATION_JOBS = {libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN, libvirt.VIR_DO
 def host_label(uri: str) -> str:
     """A short name for a host in messages: ``host:port`` of the URI, or the URI itself."""
     return urlsplit(uri).netloc or uri
+
+
+def _bounded(call: Callable[[], object], seconds: float, timeout: HypervisorError):
+    """``call()`` in a thread of its own, given up after ``seconds``: a thread blocked on a dead host is left to
+    the kernel, the request goes on."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="libvirt-call", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise timeout
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _cpus(cpumap: tuple[bool, ...] | list[bool]) -> tuple[int, ...]:
@@ -104,6 +134,30 @@ class LibvirtDriver:
         self._connections: dict[str, libvirt.virConnect] = {}
         self._pid = os.getpid()
 
+    @property
+    def timeout_s(self) -> float:
+        return float(settings.HPADMIN_LIBVIRT_TIMEOUT)
+
+    def check_uri(self, uri: str) -> None:
+        parts = urlsplit(uri)
+        scheme = parts.scheme.lower()
+        if scheme not in TRANSPORTS:
+            raise ValueError(f"{uri}: hpadmin reaches libvirt over {', '.join(f'{t}://' for t in TRANSPORTS)} only.")
+        if scheme == "qemu" and parts.netloc:
+            raise ValueError(f"{uri}: name the transport of a remote host, e.g. qemu+tcp://{parts.netloc}/system.")
+        if parts.path != "/system":
+            raise ValueError(f"{uri}: hpadmin manages the system instance of libvirt (…/system).")
+        unsafe = sorted(set(parse_qs(parts.query, keep_blank_values=True)) - SAFE_PARAMETERS)
+        if unsafe:
+            raise ValueError(
+                f"{uri}: the parameter{'s' if len(unsafe) > 1 else ''} {', '.join(unsafe)} "
+                f"{'are' if len(unsafe) > 1 else 'is'} not allowed; hpadmin accepts only "
+                f"{', '.join(sorted(SAFE_PARAMETERS))}."
+            )
+
+    def _silent(self, uri: str, role: str = "Host") -> HypervisorError:
+        return HypervisorError(f"{role} {host_label(uri)} did not answer within {self.timeout_s:g} s.", "unreachable")
+
     # -- connections -----------------------------------------------------------------------------
 
     def _connect(self, uri: str, role: str = "Host") -> libvirt.virConnect:
@@ -117,7 +171,7 @@ class LibvirtDriver:
             return conn
         # Opened outside the lock: a host that takes long to answer must not hold up the others.
         try:
-            conn = libvirt.open(uri)
+            conn = _bounded(lambda: libvirt.open(uri), self.timeout_s, self._silent(uri, role))
         except libvirt.libvirtError as error:
             detail = error.get_error_message() or str(error)
             raise HypervisorError(f"{role} {host_label(uri)} is unreachable: {detail}", "unreachable") from error
@@ -138,14 +192,14 @@ class LibvirtDriver:
         """Run a read-only call; retried once on a fresh connection when the cached one turns out dead."""
         conn = self._connect(uri)
         try:
-            return fn(conn)
+            return _bounded(lambda: fn(conn), self.timeout_s, self._silent(uri))
         except libvirt.libvirtError as error:
             if not _is_connection_error(error):
                 raise _translate(error, uri, name) from error
             self._forget(uri, conn)
         conn = self._connect(uri)
         try:
-            return fn(conn)
+            return _bounded(lambda: fn(conn), self.timeout_s, self._silent(uri))
         except libvirt.libvirtError as error:
             raise _translate(error, uri, name) from error
 

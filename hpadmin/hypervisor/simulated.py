@@ -45,6 +45,9 @@ STALL_ITERATIONS = 2  # passes in a row that dirty over half of what they copied
 MAX_ITERATIONS = 30
 PROGRESS_STEP_S = 0.25
 DEFAULT_FLAGS = "sse4_2,avx,avx2,aes,pdpe1gb,vmx"
+SHAPE_PARAMETERS = frozenset(
+    {"sockets", "cores", "threads", "nodes", "memory", "hp2m", "hp1g", "flags", "model", "offline", "tsc"}
+)
 
 
 def host_shape_uri(name: str, **shape) -> str:
@@ -72,7 +75,10 @@ def capabilities_from_uri(uri: str) -> HostCapabilities:
         raise HypervisorError(f"Simulated host URI {uri}: sockets, cores, threads and memory must be positive.")
     if nodes and (nodes % sockets and sockets % nodes):
         raise HypervisorError(f"Simulated host URI {uri}: {nodes} NUMA nodes do not divide {sockets} sockets.")
-    offline = {int(c) for c in query.get("offline", "").split(",") if c.strip()}
+    try:
+        offline = {int(c) for c in query.get("offline", "").split(",") if c.strip()}
+    except ValueError:
+        raise HypervisorError(f"Simulated host URI {uri}: offline must list CPU numbers, e.g. 3,7.") from None
     per_socket = sockets * cores
     cpus = []
     for thread in range(threads):
@@ -154,6 +160,21 @@ class SimulatedDriver:
             return SimulatedDomain.objects.get(host_uri=uri, name=name)
         except SimulatedDomain.DoesNotExist:
             raise HypervisorError(f"VM {name} is not running on {uri}.", "not_found") from None
+
+    def check_uri(self, uri: str) -> None:
+        parts = urlsplit(uri)
+        if not parts.hostname:
+            raise ValueError(f"{uri}: give the host a name, e.g. sim://h1?nodes=2.")
+        unknown = sorted(set(parse_qs(parts.query, keep_blank_values=True)) - SHAPE_PARAMETERS)
+        if unknown:
+            raise ValueError(
+                f"{uri}: unknown parameter {', '.join(unknown)}; a simulated host takes "
+                f"{', '.join(sorted(SHAPE_PARAMETERS))}."
+            )
+        try:
+            capabilities_from_uri(uri)
+        except HypervisorError as exc:
+            raise ValueError(exc.message) from None
 
     def capabilities(self, uri: str) -> HostCapabilities:
         self._check_reachable(uri)

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 
+from hpadmin.hypervisor.registry import validate_host_uri
 from scheduler.core.model import DEFAULT_WEIGHT_FACTORS
 
 
@@ -90,6 +91,7 @@ class Host(models.Model):
         max_length=255,
         unique=True,
         help_text="sim://NAME for a simulated host, qemu+tcp://HOST/system or qemu+ssh://… for libvirt.",
+        validators=[validate_host_uri],
     )
     status = models.CharField(max_length=32, choices=HostStatus.choices, default=HostStatus.UP, db_index=True)
     cpu_model = models.CharField(max_length=120, blank=True)

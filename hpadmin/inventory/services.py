@@ -81,8 +81,10 @@ def import_capabilities(host: Host, caps: HostCapabilities) -> Host:
 
 
 def add_host(cluster: Cluster, name: str, uri: str) -> Host:
-    """Register a host and import its topology; a host whose hypervisor does not answer is not added."""
+    """Register a host and import its topology; a host whose hypervisor does not answer is not added.
+    Raises ValidationError for a URI hpadmin may not connect to."""
     uri = default_uri(uri)
+    Host(cluster=cluster, name=name, uri=uri).full_clean(validate_unique=False)
     caps = get_driver(uri).capabilities(uri)
     with transaction.atomic():
         host = Host.objects.create(cluster=cluster, name=name, uri=uri)

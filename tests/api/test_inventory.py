@@ -101,9 +101,10 @@ def test_add_host_with_a_bare_name_gets_the_driver_scheme(api, cluster):
     ("uri", "code", "key"),
     [
         ("http://example.org/", 400, "uri"),  # no driver for it
-        ("sim://bad?offline=x", 400, "uri"),
-        ("sim://bad?sockets=0", 502, "detail"),  # the driver refuses the shape
-        ("sim://bad?sockets=x", 502, "detail"),
+        ("sim://bad?offline=x", 400, "uri"),  # the driver refuses the shape
+        ("sim://bad?sockets=0", 400, "uri"),
+        ("sim://bad?sockets=x", 400, "uri"),
+        ("sim://bad?socket=2", 400, "uri"),  # a typo would otherwise do nothing
     ],
 )
 def test_add_host_with_a_bad_uri_is_refused(api, cluster, uri, code, key):

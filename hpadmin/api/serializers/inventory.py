@@ -3,10 +3,11 @@ the host is."""
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from hpadmin.hypervisor.registry import get_driver
+from hpadmin.hypervisor.registry import validate_host_uri
 from hpadmin.inventory.models import Cluster, Host, HostCpu, HostNumaNode, HugePagePool
 from hpadmin.inventory.services import add_host, default_uri
 from scheduler.models import Allocation
@@ -138,9 +139,9 @@ class HostCreateSerializer(serializers.ModelSerializer):
     def validate_uri(self, value: str) -> str:
         uri = default_uri(value)
         try:
-            get_driver(uri)
-        except ValueError as exc:
-            raise serializers.ValidationError(str(exc)) from None
+            validate_host_uri(uri)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
         if len(uri) > Host._meta.get_field("uri").max_length:
             raise serializers.ValidationError(f"{uri} is longer than {Host._meta.get_field('uri').max_length}.")
         if Host.objects.filter(uri=uri).exists():
@@ -150,5 +151,5 @@ class HostCreateSerializer(serializers.ModelSerializer):
     def create(self, validated_data: dict) -> Host:
         try:
             return add_host(validated_data["cluster"], validated_data["name"], validated_data["uri"])
-        except ValueError as exc:
-            raise serializers.ValidationError({"uri": [str(exc)]}) from None
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
