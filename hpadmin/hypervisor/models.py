@@ -29,6 +29,7 @@ class FaultKind(models.TextChoices):
     FAIL_MIDWAY = "fail_midway", "Migration fails half way through the copy"
     NEVER_CONVERGE = "never_converge", "Guest dirties memory faster than the link copies it"
     UNREACHABLE = "unreachable", "Host does not answer"
+    STALL = "stall", "Migration stops making progress until it is aborted"
 
 
 class SimulatedFault(models.Model):

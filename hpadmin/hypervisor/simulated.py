@@ -238,6 +238,7 @@ class SimulatedDriver:
         if SimulatedDomain.objects.filter(host_uri=dst_uri, name=spec.name).exists():
             raise HypervisorError(f"A VM named {spec.name} already exists on {dst_uri}.", "refused")
         fail_midway = _take_fault(src_uri, FaultKind.FAIL_MIDWAY) or _take_fault(dst_uri, FaultKind.FAIL_MIDWAY)
+        stall = _take_fault(src_uri, FaultKind.STALL)
         dirty = source.dirty_rate_mibps
         if _take_fault(src_uri, FaultKind.NEVER_CONVERGE):
             dirty = (options.bandwidth_mibps or DEFAULT_BANDWIDTH_MIBPS) * 1.2
@@ -246,6 +247,9 @@ class SimulatedDriver:
             migrating_to=dst_uri, abort_requested=False, state="migrating", migrated_by=process_id()
         )
         try:
+            if stall:  # the copy hangs after its set-up, reporting nothing, until someone aborts it
+                progress(MigrationProgress("setup", 0.0, spec.memory_mib, spec.memory_mib, dirty, 0))
+                self._wait(source.pk, math.inf)
             result = self._copy(source.pk, spec, options, dirty, fail_midway, progress)
         except BaseException:
             SimulatedDomain.objects.filter(pk=source.pk).update(

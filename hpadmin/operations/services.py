@@ -76,19 +76,23 @@ def start_vm(vm: VirtualMachine, user=None, *, host: Host | None = None) -> Virt
     target = allocation.host
     try:
         get_driver(target.uri).start(target.uri, domain_spec(vm, allocation))
-    except HypervisorError as exc:
+    except Exception as exc:  # whatever the driver raised, the claim and the status go back
+        expected = isinstance(exc, HypervisorError)
+        why = exc.message if expected else f"unexpected error: {exc}"
         with transaction.atomic():
             allocation.delete()
             vm.move(VmStatus.STARTING, VmStatus.DOWN)
             events.record(
                 "vm_start_failed",
-                f"Failed to run VM {vm.name} on {target.name}: {exc.message}",
+                f"Failed to run VM {vm.name} on {target.name}: {why}",
                 severity=Severity.ERROR,
                 user=user,
                 vm=vm,
                 host=target,
             )
-        raise OperationError(f"Cannot run VM {vm.name} on {target.name}: {exc.message}", status=409) from None
+        raise OperationError(
+            f"Cannot run VM {vm.name} on {target.name}: {why}", status=409 if expected else 502
+        ) from exc
     with transaction.atomic():
         _locked(vm)
         scheduling.activate(allocation)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 
 import pytest
 from django.db import connection, connections
 
-from hpadmin.inventory.models import Host
 from hpadmin.operations.models import MigrationJob
 from hpadmin.operations.services import migrate_vms, start_vm
 from scheduler import services as scheduling
 from scheduler.models import Allocation
 from scheduler.services import NoHostError
 from tests.factories import make_cluster, make_host, make_vm
+from tests.operations.invariants import assert_consistent, assert_nothing_held_twice
 from tests.operations.test_worker import wait_for, workers  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,21 +22,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="row-lock concurrency is shown on PostgreSQL (DATABASE_URL)"
 )
-
-
-def assert_nothing_held_twice(hosts: list[Host]) -> None:
-    """No pCPU in two exclusive allocations, no pool or node memory beyond its capacity."""
-    for host in hosts:
-        cpus = Counter(c for a in Allocation.objects.filter(host=host) for c in a.exclusive_cpus)
-        assert not [c for c, n in cpus.items() if n > 1], f"{host.name}: pCPUs held twice"
-        pages: dict[tuple[str, str], int] = defaultdict(int)
-        for a in Allocation.objects.filter(host=host):
-            for node, sizes in a.hugepages.items():
-                for size, count in sizes.items():
-                    pages[node, size] += count
-        for pool in host.hugepage_pools.all():
-            assert pages.pop((str(pool.node_index), str(pool.size_kib)), 0) <= pool.total, f"{host.name}: pages"
-        assert not pages, f"{host.name}: pages from pools that do not exist: {pages}"
 
 
 @postgres_only
@@ -107,4 +92,4 @@ def test_fifty_vms_migrate_at_once_with_several_workers(workers):  # noqa: F811
     assert states == {"succeeded": 50}, states
     assert not Allocation.objects.filter(state="pending").exists()
     assert Allocation.objects.filter(state="active").count() == 50
-    assert_nothing_held_twice(hosts)
+    assert_consistent()

@@ -20,6 +20,7 @@ from hpadmin.operations.models import Event, JobState, MigrationJob
 from hpadmin.operations.services import migrate_vms, start_vm
 from scheduler.models import Allocation
 from tests.factories import make_cluster, make_host, make_vm
+from tests.operations.invariants import assert_consistent
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.broker]
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,5 +175,7 @@ def test_a_killed_worker_leaves_the_job_to_the_next_one(pair, workers, tmp_path)
     assert "still runs on" in job.error and vm.host == h1 and vm.status == "up"
     (after,) = Allocation.objects.filter(vm=vm)
     assert (after.pk, after.host, after.exclusive_cpus) == (before.pk, h1, before.exclusive_cpus)
-    assert SimulatedDomain.objects.get(name=vm.name).host_uri == h1.uri
+    source = SimulatedDomain.objects.get(name=vm.name)
+    assert (source.host_uri, source.state, source.migrating_to) == (h1.uri, "running", "")  # the copy died too
     assert Event.objects.filter(job=job, code="vm_migration_failed").exists()
+    assert_consistent()
