@@ -4,11 +4,16 @@ Beat runs it every 30 s and every worker at its start. It settles migration jobs
 made no progress for ``HPADMIN_JOB_STALL_TIMEOUT`` seconds although their worker lives (their migration is
 aborted first), jobs that no worker took up in that time, claims that belong to no running job, and VMs left
 starting or stopping for ``HPADMIN_VM_ACTION_TIMEOUT`` seconds (a process died between the claim and the start).
+
+Then it compares every host's domains with the database (:func:`compare_hosts`): a VM recorded as up that no
+host runs is recorded as down; a guest that runs where the database does not say, or on two hosts, is
+flagged on the VM (``drift``) with an error event, for an admin to decide.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,8 +21,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from hpadmin.hypervisor.base import HypervisorError
+from hpadmin.hypervisor.base import DomainState, HypervisorError
 from hpadmin.hypervisor.registry import get_driver
+from hpadmin.inventory.models import Host
 from hpadmin.utilities.processes import is_alive
 from hpadmin.vms.models import VirtualMachine, VmStatus
 from scheduler import services as scheduling
@@ -35,6 +41,7 @@ def run() -> list[int]:
     settled = settle_jobs()
     drop_orphan_claims()
     settle_vms()
+    compare_hosts()
     return settled
 
 
@@ -116,3 +123,84 @@ def settle_vm(vm: VirtualMachine, cutoff) -> None:
         else:
             return  # its hosts do not answer: nothing can be told yet
         events.record("vm_state_recovered", message, severity=Severity.WARNING, vm=locked, host=where)
+
+
+def compare_hosts() -> dict[str, str]:
+    """Every host's domains against the database; the disagreements found, by VM name."""
+    running: dict[str, list[Host]] = defaultdict(list)
+    silent: set[int] = set()
+    hosts = list(Host.objects.order_by("name"))
+    for host in hosts:
+        try:
+            names = get_driver(host.uri).list_domains(host.uri)
+        except HypervisorError:
+            silent.add(host.pk)  # what it runs cannot be told now
+            continue
+        for name in names:
+            running[name].append(host)
+    in_flight = MigrationJob.objects.active().values("vm")
+    vms = VirtualMachine.objects.exclude(pk__in=in_flight).exclude(status__in=[VmStatus.STARTING, VmStatus.STOPPING])
+    found = {}
+    for vm in vms.filter(Q(name__in=list(running)) | ~Q(status=VmStatus.DOWN) | ~Q(drift="")).select_related("host"):
+        where = running.get(vm.name, [])
+        drift = _drift(vm, where, silent)
+        if drift and drift != vm.drift:
+            # The listing is a moment old and a VM may have started or stopped since: look again, closely.
+            vm, where = _look_again(vm, where)
+            drift = _drift(vm, where, silent) if vm.status in (VmStatus.UP, VmStatus.DOWN) else vm.drift
+        if drift == "gone":
+            _record_down(vm)
+            continue
+        if drift:
+            found[vm.name] = drift
+        if drift != vm.drift:
+            VirtualMachine.objects.filter(pk=vm.pk).update(drift=drift)
+            if drift:
+                events.record("vm_drift", drift, severity=Severity.ERROR, vm=vm, host=where[0] if where else None)
+    return found
+
+
+def _look_again(vm: VirtualMachine, where: list[Host]) -> tuple[VirtualMachine, list[Host]]:
+    """The VM's row and the hosts running it, read now, on the hosts involved."""
+    vm = VirtualMachine.objects.select_related("host").get(pk=vm.pk)
+    hosts = [*where, vm.host] if vm.host else where
+    now_running = []
+    for host in dict.fromkeys(hosts):
+        try:
+            state = get_driver(host.uri).domain_state(host.uri, vm.name)
+        except HypervisorError:
+            return vm, where  # it does not answer now: keep what the listing said
+        if state in (DomainState.RUNNING, DomainState.PAUSED, DomainState.MIGRATING):
+            now_running.append(host)
+    return vm, now_running
+
+
+def _drift(vm: VirtualMachine, where: list[Host], silent: set[int]) -> str:
+    """What disagrees ("" for nothing), or "gone" for a VM recorded as up that no host runs."""
+    names = ", ".join(h.name for h in where)
+    if len(where) > 1:
+        return f"VM {vm.name} runs on several hosts at once: {names}."
+    if vm.status == VmStatus.DOWN:
+        return f"VM {vm.name} runs on {names} although it is recorded as down." if where else ""
+    if not where:
+        return "gone" if vm.host_id not in silent else ""
+    if where[0].pk != vm.host_id:
+        return f"VM {vm.name} runs on {names}, not on {vm.host.name} where it is recorded."
+    return ""
+
+
+def _record_down(vm: VirtualMachine) -> None:
+    with transaction.atomic():
+        locked = VirtualMachine.objects.select_for_update().get(pk=vm.pk)
+        if MigrationJob.objects.filter(vm=locked).active().exists() or not locked.move(
+            vm.status, VmStatus.DOWN, host=None, drift=""
+        ):
+            return  # something happened to it meanwhile
+        scheduling.release(locked)
+        events.record(
+            "vm_down_unexpectedly",
+            f"VM {vm.name} is down: {vm.host.name} does not run it any more. Its resources there are released.",
+            severity=Severity.ERROR,
+            vm=locked,
+            host=vm.host,
+        )

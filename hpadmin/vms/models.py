@@ -382,6 +382,9 @@ class VirtualMachine(VmConfig):
     )
     cpu_flags_at_start = models.JSONField(default=list, blank=True, help_text="Host CPU flags the VM started with.")
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    drift = models.CharField(
+        max_length=255, blank=True, help_text="What the hypervisors report that disagrees with this record."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta(VmConfig.Meta):

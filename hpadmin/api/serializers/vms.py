@@ -167,10 +167,11 @@ class VirtualMachineSerializer(VmConfigSerializer):
             "owner",
             "status",
             "host",
+            "drift",
             "cpu_flags_at_start",
             "created_at",
         ]
-        read_only_fields = ["uuid", "status", "host", "cpu_flags_at_start", "created_at"]
+        read_only_fields = ["uuid", "status", "host", "drift", "cpu_flags_at_start", "created_at"]
         extra_kwargs = {"cluster": {"required": False, "help_text": "Default: the template's or pool's cluster."}}
 
     def source_config(self, attrs: dict) -> VmConfig | None:
