@@ -63,8 +63,16 @@ def start_vm(vm: VirtualMachine, user=None, *, host: Host | None = None) -> Virt
     """Place the VM with the scheduler (on ``host`` if given), claim its resources and start it there."""
     with transaction.atomic():
         vm = _locked(vm)
-        if not vm.move(VmStatus.DOWN, VmStatus.STARTING):
+        if vm.status != VmStatus.DOWN:
             raise _busy(vm, "run")
+        if vm.next_run:
+            changed = ", ".join(vm._meta.get_field(name).verbose_name for name in sorted(vm.next_run))
+            vm.apply_next_run()
+            vm.save()
+            events.record(
+                "vm_next_run_applied", f"VM {vm.name} starts with the changes made while it ran: {changed}.", vm=vm
+            )
+        vm.move(VmStatus.DOWN, VmStatus.STARTING)
     try:
         allocation = scheduling.claim(vm, action="start", destination=host)
     except NoHostError as exc:

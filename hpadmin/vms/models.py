@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -173,6 +173,9 @@ class VmConfig(models.Model):
         return parse_pinning(self.cpu_pinning) if self.cpu_pinning_policy == CpuPinningPolicy.MANUAL else {}
 
     # -- placement hosts -----------------------------------------------------------------------------------------
+
+    def apply_next_run(self) -> None:
+        """Apply, in memory, the changes that wait for the next start (only a VM's running guest defers any)."""
 
     def stage_placement_hosts(self, hosts: Iterable[Host]) -> None:
         """Make ``clean()`` judge these hosts instead of the stored ones (forms and serializers call this)."""
@@ -369,6 +372,27 @@ class VmStatus(models.TextChoices):
     STOPPING = "stopping", "Powering down"
 
 
+# What a running guest cannot change: edits of these wait in ``next_run`` for the VM's next start (oVirt's
+# next-run configuration), so live migrations and the scheduler keep to what the guest runs with.
+COLD_FIELDS = (
+    "sockets",
+    "cores",
+    "threads",
+    "memory_mib",
+    "cpu_passthrough",
+    "cpu_pinning_policy",
+    "cpu_pinning",
+    "emulator_pinning",
+    "io_threads",
+    "numa_nodes",
+    "hugepage_kib",
+    "headless",
+    "memory_balloon",
+)
+# Written by the operations layer only (``move()`` and updates), never by an edit that loaded them earlier.
+RUNTIME_FIELDS = frozenset({"status", "host", "status_changed_at", "drift", "cpu_flags_at_start"})
+
+
 class VirtualMachine(VmConfig):
     """A guest. ``host`` is where it runs; what it holds there is its active Allocation."""
 
@@ -385,14 +409,49 @@ class VirtualMachine(VmConfig):
     drift = models.CharField(
         max_length=255, blank=True, help_text="What the hypervisors report that disagrees with this record."
     )
+    next_run = models.JSONField(
+        default=dict, blank=True, help_text="Changes that wait for the next start: field name -> value."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta(VmConfig.Meta):
         verbose_name = "virtual machine"
         constraints = [models.UniqueConstraint(fields=["name"], name="unique_vm_name")]
 
+    def save(self, *args, **kwargs) -> None:
+        """Save an edit. The runtime fields are left as the operations layer set them; while the guest runs,
+        changes to its cold fields wait in ``next_run`` and the running values stay."""
+        if self._state.adding:
+            super().save(*args, **kwargs)
+            return
+        update_fields = kwargs.pop("update_fields", None)
+        if update_fields is None:
+            update_fields = {f.name for f in self._meta.concrete_fields if not f.primary_key} - RUNTIME_FIELDS
+        with transaction.atomic():
+            row = (
+                VirtualMachine.objects.select_for_update()
+                .filter(pk=self.pk)
+                .values("status", "next_run", *COLD_FIELDS)
+                .first()
+            )
+            if row is not None:
+                running, pending = row["status"] != VmStatus.DOWN, dict(row["next_run"])
+                for name in set(COLD_FIELDS) & set(update_fields):
+                    pending.pop(name, None)
+                    if running and getattr(self, name) != row[name]:
+                        pending[name] = getattr(self, name)
+                        setattr(self, name, row[name])
+                self.next_run = pending
+                update_fields = {*update_fields, "next_run"}
+            super().save(*args, update_fields=update_fields, **kwargs)
+
     def get_absolute_url(self) -> str:
         return reverse("vm-detail", args=[self.pk])
+
+    def apply_next_run(self) -> None:
+        """The configuration the VM will have at its next start, in memory (what an edit starts from)."""
+        for name, value in self.next_run.items():
+            setattr(self, name, value)
 
     def move(self, expected: str | Iterable[str], new: str, **fields) -> bool:
         """Compare-and-set of the status: False, and nothing written, when the VM is no longer ``expected``."""

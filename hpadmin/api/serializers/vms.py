@@ -168,11 +168,18 @@ class VirtualMachineSerializer(VmConfigSerializer):
             "status",
             "host",
             "drift",
+            "next_run",
             "cpu_flags_at_start",
             "created_at",
         ]
-        read_only_fields = ["uuid", "status", "host", "drift", "cpu_flags_at_start", "created_at"]
+        read_only_fields = ["uuid", "status", "host", "drift", "next_run", "cpu_flags_at_start", "created_at"]
         extra_kwargs = {"cluster": {"required": False, "help_text": "Default: the template's or pool's cluster."}}
 
     def source_config(self, attrs: dict) -> VmConfig | None:
         return attrs.get("pool") or attrs.get("template")
+
+    def build(self, attrs: dict) -> VmConfig:
+        if self.instance is not None and self.instance.next_run:
+            # An edit goes on from the changes that wait for the next start; the fields given replace them.
+            self.instance.apply_next_run()
+        return super().build(attrs)

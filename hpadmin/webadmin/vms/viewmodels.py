@@ -13,6 +13,7 @@ from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.utils.text import capfirst
 
 from hpadmin.operations.services import migration_candidates
+from hpadmin.utilities.templatetags.hpadmin_ui import vnuma_summary
 from hpadmin.vms.models import Pool, Template, VirtualMachine, VmConfig
 from hpadmin.webadmin.inventory.topology import node_usage
 from scheduler.core.cpuset import PinningSyntaxError, format_cpuset, parse_pinning
@@ -66,6 +67,23 @@ def configuration_sections(config: VmConfig) -> list[tuple[str, list[tuple[str, 
         if rows:
             sections.append((label, rows))
     return sections
+
+
+def next_run_rows(vm: VirtualMachine) -> list[tuple[str, object, object]]:
+    """The changes that wait for the VM's next start: (label, what runs now, what will run)."""
+    if not vm.next_run:
+        return []
+    after = copy.copy(vm)
+    after.apply_next_run()
+    rows = []
+    for name in sorted(vm.next_run, key=lambda n: vm._meta.get_field(n).creation_counter):
+        field = vm._meta.get_field(name)
+        if name == "numa_nodes":
+            now, then = (vnuma_summary(c.numa_nodes) or "None" for c in (vm, after))
+        else:
+            now, then = display_value(vm, field), display_value(after, field)
+        rows.append((capfirst(field.verbose_name), now, then))
+    return rows
 
 
 def vnuma_rows(config: VmConfig, hosts: list) -> list[tuple]:

@@ -22,6 +22,7 @@ def config_form(request, kind: str, pk: int | None = None):
     """New or Edit of a VM, template or pool: tabs, HP profile on type change, live checks, HP recommendations."""
     spec = KINDS[kind]
     instance = get_object_or_404(spec.model, pk=pk) if pk else spec.model()
+    instance.apply_next_run()  # a running VM's edit goes on from the changes that wait for its next start
     form_class = config_form_class(spec.model)
     url = request.path
     context = {"kind": spec, "object": instance if pk else None, "url": url, "active_tab": "general"}
@@ -35,7 +36,12 @@ def config_form(request, kind: str, pk: int | None = None):
                 context["recommendations"] = recommendations
             else:
                 config = form.save()
-                messages.success(request, f"{spec.label} {config.name} {'saved' if pk else 'created'}.")
+                later = (
+                    " Changes to its size and placement apply at its next start."
+                    if getattr(config, "next_run", None)
+                    else ""
+                )
+                messages.success(request, f"{spec.label} {config.name} {'saved' if pk else 'created'}.{later}")
                 return client_redirect(request, config.get_absolute_url())
     elif "_validate" in request.GET:
         name = request.GET["_validate"]

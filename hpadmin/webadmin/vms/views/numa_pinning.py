@@ -19,6 +19,7 @@ def numa_pinning(request, kind: str, pk: int):
     """The NUMA pinning editor: vNUMA nodes onto host NUMA nodes on each placement host; saved atomically."""
     spec = KINDS[kind]
     config = get_object_or_404(spec.model, pk=pk)
+    config.apply_next_run()
     hosts = list(config.placement_hosts.prefetch_related("numa_nodes", "hugepage_pools", "cpus").order_by("name"))
     form = NumaPinningForm(config, hosts, request.POST or None)
     checking = "_check" in request.POST
