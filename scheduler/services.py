@@ -52,8 +52,10 @@ def decide(
     force: bool = False,
     exclude: Iterable[int] = (),
     hosts: list[Host] | None = None,
+    vm_request: core.VMRequest | None = None,
 ) -> tuple[core.Decision, dict[int, Host]]:
-    """Judge every host of the VM's cluster (or only ``hosts``) for the VM; no lock, nothing written."""
+    """Judge every host of the VM's cluster (or only ``hosts``) for the VM; no lock, nothing written.
+    ``vm_request``: the VM as the core sees it, when the caller has it already."""
     if hosts is None:
         hosts = list(Host.objects.filter(cluster_id=vm.cluster_id))
     states = snapshot.host_states(hosts)
@@ -63,7 +65,8 @@ def decide(
         force=force,
         excluded_hosts=frozenset(exclude),
     )
-    decision = schedule(states, snapshot.vm_request(vm), request, snapshot.cluster_config(vm.cluster))
+    vm_request = vm_request or snapshot.vm_request(vm)
+    decision = schedule(states, vm_request, request, snapshot.cluster_config(vm.cluster))
     return decision, {h.pk: h for h in hosts}
 
 
@@ -92,20 +95,25 @@ def claim(
     job=None,
 ) -> Allocation:
     """Decide and write the result as a pending Allocation on the chosen host; raises NoHostError."""
-    decision, hosts = decide(vm, action=action, destination=destination, force=force, exclude=exclude)
+    vm_request = snapshot.vm_request(vm)  # read once for the decision and the claims
+    decision, hosts = decide(
+        vm, action=action, destination=destination, force=force, exclude=exclude, vm_request=vm_request
+    )
     if decision.error is not None:
         raise NoHostError(decision.error.message, decision)
     for host_id in decision.ranked[:CLAIM_ATTEMPTS]:
-        allocation = _claim_on(vm, hosts[host_id], action=action, force=force, job=job)
+        allocation = _claim_on(vm, hosts[host_id], action=action, force=force, job=job, vm_request=vm_request)
         if allocation is not None:
             return allocation
     raise NoHostError(f"Every suitable host for {vm.name} was taken by other placements meanwhile.", decision)
 
 
-def _claim_on(vm: VirtualMachine, host: Host, *, action: str, force: bool, job) -> Allocation | None:
+def _claim_on(
+    vm: VirtualMachine, host: Host, *, action: str, force: bool, job, vm_request: core.VMRequest
+) -> Allocation | None:
     with transaction.atomic():
         locked = Host.objects.select_for_update().get(pk=host.pk)
-        decision, _ = decide(vm, action=action, destination=locked, force=force, hosts=[locked])
+        decision, _ = decide(vm, action=action, destination=locked, force=force, hosts=[locked], vm_request=vm_request)
         placement = decision.placement
         if decision.chosen != locked.pk or placement is None:
             return None
@@ -129,7 +137,7 @@ def _claim_on(vm: VirtualMachine, host: Host, *, action: str, force: bool, job) 
 
 def activate(allocation: Allocation) -> None:
     """The VM now runs where ``allocation`` was claimed: it becomes the VM's only active allocation."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         Allocation.objects.filter(vm_id=allocation.vm_id).active().delete()
         allocation.state = AllocationState.ACTIVE
         allocation.job = None

@@ -7,6 +7,8 @@ run in a cluster; jobs start in the order they were asked for. Handing the admit
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
@@ -22,37 +24,38 @@ def admit_waiting() -> list[int]:
     per_host = settings.HPADMIN_MAX_MIGRATIONS_PER_HOST
     per_cluster = settings.HPADMIN_MAX_MIGRATIONS_PER_CLUSTER
     admitted: list[int] = []
-    with transaction.atomic():
-        running = MigrationJob.objects.running()
-        outgoing = dict(running.values_list("source").annotate(n=Count("pk")))
-        incoming = dict(running.exclude(destination=None).values_list("destination").annotate(n=Count("pk")))
-        for dest, n in (
-            running.filter(destination=None)
-            .exclude(requested_destination=None)
-            .values_list("requested_destination")
-            .annotate(n=Count("pk"))
-        ):
-            incoming[dest] = incoming.get(dest, 0) + n
-        clusters = dict(running.values_list("vm__cluster").annotate(n=Count("pk")))
-        waiting = (
+    with transaction.atomic(savepoint=False):
+        waiting = list(
             MigrationJob.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(state=JobState.PENDING)
             .select_related("vm")
             .order_by("created_at", "pk")
         )
+        if not waiting:
+            return admitted
+        outgoing: Counter = Counter()
+        incoming: Counter = Counter()
+        clusters: Counter = Counter()
+        for source, destination, requested, cluster in MigrationJob.objects.running().values_list(
+            "source", "destination", "requested_destination", "vm__cluster"
+        ):
+            outgoing[source] += 1
+            clusters[cluster] += 1
+            if destination or requested:
+                incoming[destination or requested] += 1
         for job in waiting:
             cluster = job.vm.cluster_id
             dest = job.requested_destination_id
-            if outgoing.get(job.source_id, 0) >= per_host or clusters.get(cluster, 0) >= per_cluster:
+            if outgoing[job.source_id] >= per_host or clusters[cluster] >= per_cluster:
                 continue
-            if dest is not None and incoming.get(dest, 0) >= per_host:
+            if dest is not None and incoming[dest] >= per_host:
                 continue
             # The heartbeat starts now: a job no worker takes up is settled by the watchdog.
             if job.move(JobState.PENDING, JobState.SCHEDULING, heartbeat_at=timezone.now()):
-                outgoing[job.source_id] = outgoing.get(job.source_id, 0) + 1
-                clusters[cluster] = clusters.get(cluster, 0) + 1
+                outgoing[job.source_id] += 1
+                clusters[cluster] += 1
                 if dest is not None:
-                    incoming[dest] = incoming.get(dest, 0) + 1
+                    incoming[dest] += 1
                 admitted.append(job.pk)
     return admitted
 

@@ -69,8 +69,12 @@ def _run(job_id: int) -> str:
         # A redelivered task whose worker died: settle it from what the hypervisors say.
         return settle(job.pk, f"The worker running the migration of VM {job.vm.name} stopped.")
     now = timezone.now()
-    if not job.move(JobState.SCHEDULING, JobState.SCHEDULING, worker=process_id(), started_at=now, heartbeat_at=now):
-        return MigrationJob.objects.get(pk=job.pk).state  # cancelled or settled before a worker took it
+    # Taken by one worker only: a task delivered twice, or again after its worker died, finds it taken.
+    taken = MigrationJob.objects.filter(pk=job.pk, state=JobState.SCHEDULING, worker="").update(
+        worker=process_id(), started_at=now, heartbeat_at=now
+    )
+    if not taken:
+        return MigrationJob.objects.get(pk=job.pk).state
     vm, user = job.vm, job.requested_by
     options = migration_options(vm)
     for warning in options.warnings:
@@ -111,8 +115,7 @@ def _run(job_id: int) -> str:
 def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) -> None:
     """One attempt towards ``claim.host``. The job ends, or goes back to scheduling for the next host."""
     source, destination, user = job.source, claim.host, job.requested_by
-    with transaction.atomic():
-        _lock(vm, job)
+    with transaction.atomic():  # the VM's update comes first: it takes the VM's row lock
         if not vm.move(VmStatus.UP, VmStatus.MIGRATING):
             claim.delete()
             current = VirtualMachine.objects.get(pk=vm.pk).get_status_display().lower()
@@ -145,14 +148,14 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
             job=job,
         )
     driver = get_driver(source.uri)
-    last_write, aborting = [0.0], [False]
+    last_write, aborting = [time.monotonic()], [False]  # the start wrote the first heartbeat
 
     def progress(p: MigrationProgress) -> None:
         now = time.monotonic()
-        if now - last_write[0] < PROGRESS_INTERVAL_S and p.phase != "completing":
-            return
+        if now - last_write[0] < PROGRESS_INTERVAL_S:
+            return  # progress is written at most twice a second, however often the hypervisor reports
         last_write[0] = now
-        MigrationJob.objects.filter(pk=job.pk).update(
+        written = MigrationJob.objects.filter(pk=job.pk, cancel_requested=False).update(
             phase=p.phase,
             progress=round(p.percent, 1),
             data_total_mib=p.data_total_mib,
@@ -161,7 +164,7 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
             heartbeat_at=timezone.now(),
         )
         # A cancel that came before the hypervisor had the migration under way could not abort it; do it now.
-        if not aborting[0] and MigrationJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
+        if not written and not aborting[0]:
             aborting[0] = True
             try:
                 driver.abort_migration(source.uri, vm.name)
@@ -174,7 +177,7 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
         _after_failure(job, vm, claim, exc)
         return
     with transaction.atomic():
-        _lock(vm, job)
+        vm.move(VmStatus.MIGRATING, VmStatus.UP, host=destination)  # first: the VM's row lock
         done = job.move(
             JobState.MIGRATING,
             JobState.SUCCEEDED,
@@ -187,7 +190,6 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
         if not done:
             raise RuntimeError(f"the job of VM {vm.name} was settled while its migration completed")
         scheduling.activate(claim)
-        vm.move(VmStatus.MIGRATING, VmStatus.UP, host=destination)
         events.record(
             "vm_migration_done",
             f"Migration completed (VM: {vm.name}, Source: {source.name}, Destination: {destination.name}, "
@@ -202,9 +204,8 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
 def _after_failure(job: MigrationJob, vm: VirtualMachine, claim: Allocation, exc: HypervisorError) -> None:
     source, destination, user = job.source, claim.host, job.requested_by
     with transaction.atomic():
-        _lock(vm, job)
+        vm.move(VmStatus.MIGRATING, VmStatus.UP)  # first: the VM's row lock
         claim.delete()
-        vm.move(VmStatus.MIGRATING, VmStatus.UP)
         job.refresh_from_db(fields=["cancel_requested"])
         left = {
             "tried_hosts": [*job.tried_hosts, destination.pk],

@@ -5,11 +5,12 @@ import threading
 import time
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 
 from hpadmin.hypervisor.models import FaultKind, SimulatedDomain, SimulatedFault
 from hpadmin.hypervisor.simulated import SimulatedDriver
-from hpadmin.operations import engine, watchdog
+from hpadmin.operations import engine, tasks, watchdog
 from hpadmin.operations.errors import OperationError
 from hpadmin.operations.models import Event, JobState, MigrationJob
 from hpadmin.operations.services import (
@@ -409,3 +410,25 @@ def test_recovery_leaves_jobs_of_live_workers_alone(cluster, hosts):
     job = orphan(vm, hosts[0], hosts[1], hosts[1])
     MigrationJob.objects.filter(pk=job.pk).update(worker=process_id())
     assert watchdog.run() == []
+
+
+# -- cost ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_successful_job_costs_few_round_trips(cluster, hosts, monkeypatch, django_capture_on_commit_callbacks):
+    """The worker's part of a job, less the simulated hypervisor's own rows and the transaction statements."""
+    vm = running_vm(cluster, hosts[0])
+    monkeypatch.setattr("hpadmin.operations.tasks.run_migration.delay", lambda pk: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        (job,) = migrate_vms([vm], force=True)  # admitted, not yet run
+    with CaptureQueriesContext(connection) as queries:
+        tasks.run_migration(job.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED
+    own = [
+        q["sql"]
+        for q in queries.captured_queries
+        if "hypervisor_simulated" not in q["sql"]
+        and q["sql"].split()[0] not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
+    ]
+    assert len(own) <= 20, "\n".join(own)
