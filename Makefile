@@ -58,12 +58,17 @@ test-browser: setup
 test-api-fuzz: setup
 	scripts/api-fuzz
 
-## Every benchmark; each prints its figures.
+## Every benchmark; each prints its figures. Jobs run on the embedded defaults and, when PostgreSQL answers,
+## on PostgreSQL and Redis (BENCH_DATABASE_URL, BENCH_BROKER_URL).
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+BENCH_BROKER_URL ?= redis://127.0.0.1:6379/0
 bench: setup
 	$(PY) benchmarks/bench_scheduler.py
 	$(PY) benchmarks/bench_ui.py
 	$(PY) benchmarks/bench_api.py
 	$(PY) benchmarks/bench_jobs.py
+	if pg_isready -q -d "$(BENCH_DATABASE_URL)"; then \
+	  DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) $(PY) benchmarks/bench_jobs.py; fi
 
 lint: setup
 	$(VENV)/bin/ruff check .
