@@ -269,6 +269,27 @@ def where_it_runs(name: str, hosts: list[Host], source: Host | None = None) -> t
     return copying, answered
 
 
+def record_where_it_runs(vm: VirtualMachine, claim: Allocation | None, where: Host | None, answered: bool) -> str:
+    """Make the VM's status and allocations say where the hypervisors run it, inside the caller's transaction
+    with the VM locked: "claimed" (it runs where ``claim`` was made, which becomes its allocation),
+    "elsewhere" (it runs on ``where``; the claim is dropped), "down" (no host runs it; everything is
+    released) or "unknown" (its hosts did not answer; nothing is changed)."""
+    if where is None and not answered:
+        return "unknown"
+    if where is not None and claim is not None and where.pk == claim.host_id:
+        scheduling.activate(claim)
+        vm.move(vm.status, VmStatus.UP, host=where)
+        return "claimed"
+    if claim is not None:
+        claim.delete()
+    if where is not None:
+        vm.move(vm.status, VmStatus.UP)
+        return "elsewhere"
+    scheduling.release(vm)
+    vm.move(vm.status, VmStatus.DOWN, host=None)
+    return "down"
+
+
 def settle(job_id: int, why: str) -> str:
     """End a job that cannot end on its own (its worker died or stalled, an unexpected error) from where the
     hypervisors run the VM: on the claimed destination the migration is recorded as done; elsewhere the
@@ -288,23 +309,19 @@ def settle(job_id: int, why: str) -> str:
         if job.state not in ACTIVE_JOB_STATES:
             return job.state  # it ended meanwhile
         vm.refresh_from_db(fields=["status", "host"])
-        if where is not None and claim is not None and where.pk == claim.host_id:
-            scheduling.activate(claim)
-            vm.move(vm.status, VmStatus.UP, host=where)
+        outcome = record_where_it_runs(vm, claim, where, answered)
+        if outcome == "claimed":
             job.move(job.state, JobState.SUCCEEDED, phase="done", progress=100.0, error=why)
             message = f"{why} VM {vm.name} runs on {where.name}, so its migration is recorded as completed."
             events.record("vm_migration_recovered", message, severity=Severity.WARNING, vm=vm, host=where, job=job)
             return job.state
-        if claim is not None:
-            claim.delete()
-        if where is not None:
-            vm.move(vm.status, VmStatus.UP)
+        if outcome == "elsewhere":
             message = f"{why} VM {vm.name} still runs on {where.name}."
-        elif answered:
-            scheduling.release(vm)
-            vm.move(vm.status, VmStatus.DOWN, host=None)
+        elif outcome == "down":
             message = f"{why} No host runs VM {vm.name} any more; it is recorded as down."
         else:
+            if claim is not None:
+                claim.delete()
             vm.move(VmStatus.MIGRATING, VmStatus.UP)
             message = f"{why} Its hosts did not answer; VM {vm.name} is kept on {job.source.name}."
         job.move(job.state, JobState.FAILED, destination=None, phase="", error=message)

@@ -30,7 +30,7 @@ from scheduler import services as scheduling
 from scheduler.models import Allocation
 
 from . import events
-from .engine import settle, where_it_runs
+from .engine import record_where_it_runs, settle, where_it_runs
 from .models import RUNNING_JOB_STATES, JobState, MigrationJob, Severity
 
 logger = logging.getLogger(__name__)
@@ -107,18 +107,12 @@ def settle_vm(vm: VirtualMachine, cutoff) -> None:
         locked = VirtualMachine.objects.select_for_update().get(pk=vm.pk)
         if locked.status_changed_at and locked.status_changed_at >= cutoff:
             return  # it moved on meanwhile
-        if where is not None and claim is not None and where.pk == claim.host_id:
-            scheduling.activate(claim)
-            locked.move(locked.status, VmStatus.UP, host=where)
+        outcome = record_where_it_runs(locked, claim, where, answered)
+        if outcome == "claimed":
             message = f"VM {vm.name} runs on {where.name} although its start did not complete; it is recorded as up."
-        elif where is not None:
-            if claim is not None:
-                claim.delete()
-            locked.move(locked.status, VmStatus.UP)
+        elif outcome == "elsewhere":
             message = f"VM {vm.name} still runs on {where.name}; its {action} did not complete."
-        elif answered:
-            scheduling.release(locked)
-            locked.move(locked.status, VmStatus.DOWN, host=None)
+        elif outcome == "down":
             message = f"No host runs VM {vm.name}; its {action} did not complete and it is recorded as down."
         else:
             return  # its hosts do not answer: nothing can be told yet

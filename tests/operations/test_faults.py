@@ -120,6 +120,7 @@ def test_a_stalled_job_of_a_live_worker_is_aborted_and_settled(hosts, workers, s
     assert watchdog.run() == [job.pk]
     job.refresh_from_db()
     assert job.state == JobState.FAILED and "made no progress" in job.error and "still runs on" in job.error
+    assert Event.objects.get(job=job, code="vm_migration_failed").message == job.error
     # The stuck copy was aborted too: the guest runs on its source, as the database says.
     wait_for(lambda: SimulatedDomain.objects.get(name=vm.name).state == "running", 30, "the abort", [worker.log])
     assert_consistent()
