@@ -53,17 +53,21 @@ def decide(
     exclude: Iterable[int] = (),
     hosts: list[Host] | None = None,
     vm_request: core.VMRequest | None = None,
+    max_incoming: int | None = None,
 ) -> tuple[core.Decision, dict[int, Host]]:
     """Judge every host of the VM's cluster (or only ``hosts``) for the VM; no lock, nothing written.
-    ``vm_request``: the VM as the core sees it, when the caller has it already."""
+    ``vm_request``: the VM as the core sees it, when the caller has it already; ``max_incoming``: hosts with
+    claims of this many migrations take no more."""
     if hosts is None:
         hosts = list(Host.objects.filter(cluster_id=vm.cluster_id))
-    states = snapshot.host_states(hosts)
+    states, incoming = snapshot.host_states(hosts)
+    saturated = frozenset(h for h, n in incoming.items() if max_incoming is not None and n >= max_incoming)
     request = core.ScheduleRequest(
         action=action,
         destination=destination.pk if destination else None,
         force=force,
         excluded_hosts=frozenset(exclude),
+        saturated_hosts=saturated,
     )
     vm_request = vm_request or snapshot.vm_request(vm)
     decision = schedule(states, vm_request, request, snapshot.cluster_config(vm.cluster))
@@ -93,27 +97,27 @@ def claim(
     force: bool = False,
     exclude: Iterable[int] = (),
     job=None,
+    max_incoming: int | None = None,
 ) -> Allocation:
-    """Decide and write the result as a pending Allocation on the chosen host; raises NoHostError."""
+    """Decide and write the result as a pending Allocation on the chosen host; raises NoHostError.
+    ``max_incoming``: a host with claims of this many migrations takes no more (checked under its lock)."""
     vm_request = snapshot.vm_request(vm)  # read once for the decision and the claims
-    decision, hosts = decide(
-        vm, action=action, destination=destination, force=force, exclude=exclude, vm_request=vm_request
-    )
+    judge = {"action": action, "force": force, "vm_request": vm_request, "max_incoming": max_incoming}
+    decision, hosts = decide(vm, destination=destination, exclude=exclude, **judge)
     if decision.error is not None:
         raise NoHostError(decision.error.message, decision)
     for host_id in decision.ranked[:CLAIM_ATTEMPTS]:
-        allocation = _claim_on(vm, hosts[host_id], action=action, force=force, job=job, vm_request=vm_request)
+        allocation = _claim_on(vm, hosts[host_id], job=job, judge=judge)
         if allocation is not None:
             return allocation
     raise NoHostError(f"Every suitable host for {vm.name} was taken by other placements meanwhile.", decision)
 
 
-def _claim_on(
-    vm: VirtualMachine, host: Host, *, action: str, force: bool, job, vm_request: core.VMRequest
-) -> Allocation | None:
+def _claim_on(vm: VirtualMachine, host: Host, *, job, judge: dict) -> Allocation | None:
+    """The decision on ``host`` again under its row lock, written as a claim when the host still fits."""
     with transaction.atomic():
         locked = Host.objects.select_for_update().get(pk=host.pk)
-        decision, _ = decide(vm, action=action, destination=locked, force=force, hosts=[locked], vm_request=vm_request)
+        decision, _ = decide(vm, destination=locked, hosts=[locked], **judge)
         placement = decision.placement
         if decision.chosen != locked.pk or placement is None:
             return None

@@ -88,18 +88,22 @@ def _load_topologies(hosts: list[Host]) -> None:
 _states: dict[int, tuple[tuple, HostState]] = {}
 
 
-def host_states(hosts: Iterable[Host]) -> list[HostState]:
+def host_states(hosts: Iterable[Host]) -> tuple[list[HostState], dict[int, int]]:
     """The scheduler's view of ``hosts`` (topology and what their allocations leave free), in at most six
-    queries: one to see which hosts changed, the rest only for those."""
+    queries: one to see which hosts changed, the rest only for those; and how many incoming migrations
+    each host has claims for."""
     hosts = list(hosts)
     stale = [h for h in hosts if _topologies.get(h.pk, ((),))[0] != _topology_key(h)]
     if stale:
         _load_topologies(stale)
     held: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for pk, host_id, state in Allocation.objects.filter(host_id__in=[h.pk for h in hosts]).values_list(
-        "pk", "host_id", "state"
+    incoming: dict[int, int] = defaultdict(int)
+    for pk, host_id, state, job_id in Allocation.objects.filter(host_id__in=[h.pk for h in hosts]).values_list(
+        "pk", "host_id", "state", "job_id"
     ):
         held[host_id].append((pk, state))
+        if job_id is not None:
+            incoming[host_id] += 1
     keys = {h.pk: (_topologies[h.pk][0], tuple(sorted(held[h.pk]))) for h in hosts}
     changed = [h.pk for h in hosts if _states.get(h.pk, ((),))[0] != keys[h.pk]]
     if changed:
@@ -110,7 +114,7 @@ def host_states(hosts: Iterable[Host]) -> list[HostState]:
             rows[host_id].append(allocation_to_core(*fields))
         for host_id in changed:
             _states[host_id] = (keys[host_id], build_host_state(_topologies[host_id][1], rows[host_id]))
-    return [_states[h.pk][1] for h in hosts]
+    return [_states[h.pk][1] for h in hosts], incoming
 
 
 def cluster_config(cluster: Cluster) -> core.ClusterConfig:

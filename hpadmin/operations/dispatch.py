@@ -1,8 +1,9 @@
-"""The concurrency limits of migrations: which waiting jobs may start now, and which hosts take no more.
+"""The concurrency limits of migrations: which waiting jobs may start now.
 
 At most HPADMIN_MAX_MIGRATIONS_PER_HOST migrations leave or enter a host and HPADMIN_MAX_MIGRATIONS_PER_CLUSTER
 run in a cluster; jobs start in the order they were asked for. Handing the admitted jobs to workers is
-``tasks.dispatch_pending``'s part.
+``tasks.dispatch_pending``'s part; a destination the scheduler chooses is held to the limit when it is
+claimed (``scheduler.services.claim``'s ``max_incoming``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from collections import Counter
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count
 from django.utils import timezone
-
-from scheduler.models import Allocation
 
 from .models import JobState, MigrationJob
 
@@ -58,10 +56,3 @@ def admit_waiting() -> list[int]:
                     incoming[dest] += 1
                 admitted.append(job.pk)
     return admitted
-
-
-def saturated_destinations() -> set[int]:
-    """Hosts already receiving as many migrations as allowed (pending claims of running jobs count)."""
-    per_host = settings.HPADMIN_MAX_MIGRATIONS_PER_HOST
-    rows = Allocation.objects.pending().filter(job__isnull=False).values_list("host").annotate(n=Count("pk"))
-    return {host for host, n in rows if n >= per_host}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -29,7 +30,6 @@ from scheduler.models import Allocation
 from scheduler.services import NoHostError
 
 from . import events
-from .dispatch import saturated_destinations
 from .models import ACTIVE_JOB_STATES, JobState, MigrationJob, MigrationMode, Severity
 from .policies import migration_options
 from .specs import domain_spec
@@ -94,8 +94,9 @@ def _run(job_id: int) -> str:
                 action="migrate",
                 destination=job.requested_destination,
                 force=True,  # the request was validated (mode and force) when the job was made
-                exclude={*job.tried_hosts, *saturated_destinations()},
+                exclude=job.tried_hosts,
                 job=job,
+                max_incoming=settings.HPADMIN_MAX_MIGRATIONS_PER_HOST,
             )
         except NoHostError as exc:
             message = (

@@ -66,6 +66,14 @@ def excluded(plan: Plan) -> Judge | None:
     return lambda hosts: {i: reason for i, h in enumerate(hosts) if h.id in tried}
 
 
+def migration_limit(plan: Plan) -> Judge | None:
+    full = plan.request.saturated_hosts
+    if not full:
+        return None
+    reason = "it already receives as many migrations at once as allowed"
+    return lambda hosts: {i: reason for i, h in enumerate(hosts) if h.id in full}
+
+
 def pin_to_host(plan: Plan) -> Judge | None:
     """Only "Do not allow migration" restricts hosts; otherwise placement hosts are a start-up preference."""
     vm = plan.vm
@@ -339,6 +347,7 @@ FILTERS: tuple[tuple[str, Callable[[Plan], Judge | None]], ...] = (
     ("HostStatus", host_status),
     ("Migration", migration),
     ("Excluded", excluded),
+    ("MigrationLimit", migration_limit),
     ("PinToHost", pin_to_host),
     ("CpuLevel", cpu_level),
     ("CPU", cpu),

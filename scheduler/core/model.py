@@ -199,6 +199,7 @@ class ScheduleRequest:
     destination: int | None = None
     force: bool = False
     excluded_hosts: frozenset[int] = frozenset()
+    saturated_hosts: frozenset[int] = frozenset()  # already receiving as many migrations as allowed
 
 
 class Rejection(NamedTuple):

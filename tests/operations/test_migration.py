@@ -432,3 +432,20 @@ def test_a_successful_job_costs_few_round_trips(cluster, hosts, monkeypatch, dja
         and q["sql"].split()[0] not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
     ]
     assert len(own) <= 20, "\n".join(own)
+
+
+def test_a_destination_receiving_as_many_migrations_as_allowed_is_passed_over(
+    cluster, hosts, settings, django_capture_on_commit_callbacks
+):
+    settings.HPADMIN_MAX_MIGRATIONS_PER_HOST = 1
+    vm = running_vm(cluster, hosts[0])
+    other = running_vm(cluster, hosts[2])
+    busy = MigrationJob.objects.create(vm=other, source=hosts[2], mode="automatic", state=JobState.MIGRATING)
+    claim = active(other)
+    claim.pk, claim.state, claim.host, claim.job = None, "pending", hosts[1], busy  # h2 receives one already
+    claim.save()
+    (refused,) = run([vm], django_capture_on_commit_callbacks, destination=hosts[1], force=True)
+    assert refused.state == JobState.FAILED
+    assert "it already receives as many migrations at once as allowed" in refused.error
+    (job,) = run([vm], django_capture_on_commit_callbacks, force=True)
+    assert job.state == JobState.SUCCEEDED and job.destination == hosts[2]

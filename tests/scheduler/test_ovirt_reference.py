@@ -292,6 +292,14 @@ def test_24_retry_excludes_hosts_already_tried():
     assert reasons(decision, 2) == {"Excluded": "an earlier attempt on this host failed"}
 
 
+def test_a_host_receiving_as_many_migrations_as_allowed_takes_no_more():
+    hosts = [make_host(1, cores=4), make_host(2, cores=4), make_host(3, cores=4)]
+    vm = make_vm(running_on=1)
+    decision = schedule(hosts, vm, ScheduleRequest(action="migrate", force=True, saturated_hosts=frozenset({2})))
+    assert decision.chosen == 3
+    assert reasons(decision, 2) == {"MigrationLimit": "it already receives as many migrations at once as allowed"}
+
+
 def test_25_pinned_vm_starts_only_on_its_hosts():
     hosts = [make_host(i) for i in (1, 2, 3)]
     pinned = make_vm(migration_mode="pinned", placement_hosts=[1, 2])
