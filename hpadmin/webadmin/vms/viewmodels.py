@@ -13,7 +13,6 @@ from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.utils.text import capfirst
 
 from hpadmin.operations.services import migration_candidates
-from hpadmin.utilities.templatetags.hpadmin_ui import vnuma_summary
 from hpadmin.vms.models import Pool, Template, VirtualMachine, VmConfig
 from hpadmin.webadmin.inventory.topology import node_usage
 from scheduler.core.cpuset import PinningSyntaxError, format_cpuset, parse_pinning
@@ -79,11 +78,21 @@ def next_run_rows(vm: VirtualMachine) -> list[tuple[str, object, object]]:
     for name in sorted(vm.next_run, key=lambda n: vm._meta.get_field(n).creation_counter):
         field = vm._meta.get_field(name)
         if name == "numa_nodes":
-            now, then = (vnuma_summary(c.numa_nodes) or "None" for c in (vm, after))
+            now, then = (vnuma_layout(c) for c in (vm, after))
         else:
             now, then = display_value(vm, field), display_value(after, field)
-        rows.append((capfirst(field.verbose_name), now, then))
+        label = str(field.verbose_name)
+        rows.append((label if label[1:2].isupper() else capfirst(label), now, then))
     return rows
+
+
+def vnuma_layout(config: VmConfig) -> str:
+    """vNUMA nodes in a line: their vCPUs, memory and pinning."""
+    nodes = config.vnuma()
+    if not nodes:
+        return "None"
+    pinned = ", pinned" if any(n.is_pinned for n in nodes) else ""
+    return "; ".join(f"{len(n.vcpus)} vCPUs, {n.memory_mib} MiB" for n in nodes) + pinned
 
 
 def vnuma_rows(config: VmConfig, hosts: list) -> list[tuple]:
