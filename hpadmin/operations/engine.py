@@ -253,10 +253,10 @@ def _after_failure(job: MigrationJob, vm: VirtualMachine, claim: Allocation, exc
 # -- settling -------------------------------------------------------------------------------------------------
 
 
-def where_it_runs(name: str, hosts: list[Host], source: Host | None = None) -> tuple[Host | None, bool]:
-    """The host among ``hosts`` whose hypervisor runs the domain, and whether every host answered. A domain
-    still being copied away counts as running on ``source``."""
-    answered, copying = True, None
+def domain_hosts(name: str, hosts: list[Host]) -> tuple[list[Host], list[Host], bool]:
+    """Of ``hosts``, those whose hypervisor runs the domain, those where it is being migrated, and whether
+    every host answered."""
+    running, migrating, answered = [], [], True
     for host in dict.fromkeys(hosts):
         try:
             state = get_driver(host.uri).domain_state(host.uri, name)
@@ -264,10 +264,19 @@ def where_it_runs(name: str, hosts: list[Host], source: Host | None = None) -> t
             answered = False
             continue
         if state in (DomainState.RUNNING, DomainState.PAUSED):
-            return host, True
-        if state == DomainState.MIGRATING and source is not None and host.pk == source.pk:
-            copying = host
-    return copying, answered
+            running.append(host)
+        elif state == DomainState.MIGRATING:
+            migrating.append(host)
+    return running, migrating, answered
+
+
+def where_it_runs(name: str, hosts: list[Host], source: Host | None = None) -> tuple[Host | None, bool]:
+    """The host among ``hosts`` whose hypervisor runs the domain, and whether every host answered. A domain
+    still being copied away counts as running on ``source``."""
+    running, migrating, answered = domain_hosts(name, hosts)
+    if running:
+        return running[0], True
+    return (source if source in migrating else None), answered
 
 
 def record_where_it_runs(vm: VirtualMachine, claim: Allocation | None, where: Host | None, answered: bool) -> str:

@@ -1,10 +1,11 @@
 """What admins and automation do to VMs: start, stop, migrate, cancel. One transaction per decision.
 
-Every action on a VM takes the VM's row lock first (then its jobs', then the hosts'), checks the VM's status
-and changes it by compare-and-set, so two actions on one VM never interleave: the second gets a 409. Slow
-hypervisor calls run between two short transactions, while the VM's status (starting, stopping, migrating)
-keeps other actions out. Migrations run as Celery tasks (``hpadmin.operations.tasks``); the services validate,
-create the jobs and hand them to the dispatcher, which starts them in order within the concurrency limits.
+Every action on a VM takes the VM's row lock first (a locking read, or the update of its status; then its
+jobs', then the hosts'), checks the VM's status and changes it by compare-and-set, so two actions on one VM
+never interleave: the second gets a 409. Slow hypervisor calls run between two short transactions, while the
+VM's status (starting, stopping, migrating) keeps other actions out. Migrations run as Celery tasks
+(``hpadmin.operations.tasks``); the services validate, create the jobs and hand them to the dispatcher, which
+starts them in order within the concurrency limits.
 """
 
 from __future__ import annotations
@@ -102,9 +103,8 @@ def start_vm(vm: VirtualMachine, user=None, *, host: Host | None = None) -> Virt
             f"Cannot run VM {vm.name} on {target.name}: {why}", status=409 if expected else 502
         ) from exc
     with transaction.atomic():
-        _locked(vm)
-        scheduling.activate(allocation)
         vm.move(VmStatus.STARTING, VmStatus.UP, host=target, cpu_flags_at_start=sorted(target.cpu_flags))
+        scheduling.activate(allocation)
         events.record("vm_started", f"VM {vm.name} started on Host {target.name}.", user=user, vm=vm, host=target)
     vm.refresh_from_db()
     return vm
@@ -131,9 +131,8 @@ def stop_vm(vm: VirtualMachine, user=None) -> VirtualMachine:
                 vm.move(VmStatus.STOPPING, VmStatus.UP)
                 raise OperationError(f"Cannot stop VM {vm.name} on {host.name}: {exc.message}", status=409) from None
     with transaction.atomic():
-        _locked(vm)
-        scheduling.release(vm)
         vm.move(VmStatus.STOPPING, VmStatus.DOWN, host=None)
+        scheduling.release(vm)
         events.record("vm_stopped", f"VM {vm.name} powered off.", user=user, vm=vm, host=host)
     vm.refresh_from_db()
     return vm

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from hpadmin.hypervisor.base import DomainState, HypervisorError
+from hpadmin.hypervisor.base import HypervisorError
 from hpadmin.hypervisor.registry import get_driver
 from hpadmin.inventory.models import Host
 from hpadmin.utilities.processes import is_alive
@@ -30,7 +30,7 @@ from scheduler import services as scheduling
 from scheduler.models import Allocation
 
 from . import events
-from .engine import record_where_it_runs, settle, where_it_runs
+from .engine import domain_hosts, record_where_it_runs, settle, where_it_runs
 from .models import RUNNING_JOB_STATES, JobState, MigrationJob, Severity
 
 logger = logging.getLogger(__name__)
@@ -157,16 +157,8 @@ def compare_hosts() -> dict[str, str]:
 def _look_again(vm: VirtualMachine, where: list[Host]) -> tuple[VirtualMachine, list[Host]]:
     """The VM's row and the hosts running it, read now, on the hosts involved."""
     vm = VirtualMachine.objects.select_related("host").get(pk=vm.pk)
-    hosts = [*where, vm.host] if vm.host else where
-    now_running = []
-    for host in dict.fromkeys(hosts):
-        try:
-            state = get_driver(host.uri).domain_state(host.uri, vm.name)
-        except HypervisorError:
-            return vm, where  # it does not answer now: keep what the listing said
-        if state in (DomainState.RUNNING, DomainState.PAUSED, DomainState.MIGRATING):
-            now_running.append(host)
-    return vm, now_running
+    running, migrating, answered = domain_hosts(vm.name, [*where, vm.host] if vm.host else where)
+    return vm, (running + migrating if answered else where)  # a host that does not answer now: keep the listing
 
 
 def _drift(vm: VirtualMachine, where: list[Host], silent: set[int]) -> str:
