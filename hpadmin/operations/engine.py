@@ -156,7 +156,7 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
         if now - last_write[0] < PROGRESS_INTERVAL_S:
             return  # progress is written at most twice a second, however often the hypervisor reports
         last_write[0] = now
-        written = MigrationJob.objects.filter(pk=job.pk, cancel_requested=False).update(
+        written = MigrationJob.objects.filter(pk=job.pk, state=JobState.MIGRATING, cancel_requested=False).update(
             phase=p.phase,
             progress=round(p.percent, 1),
             data_total_mib=p.data_total_mib,
@@ -164,7 +164,7 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
             dirty_rate_mibps=p.dirty_rate_mibps,
             heartbeat_at=timezone.now(),
         )
-        # A cancel that came before the hypervisor had the migration under way could not abort it; do it now.
+        # Cancelled, or settled by the watchdog, before the hypervisor had the copy under way: abort it now.
         if not written and not aborting[0]:
             aborting[0] = True
             try:

@@ -15,6 +15,7 @@ from hpadmin import celery_app
 from hpadmin.hypervisor.models import FaultKind, SimulatedDomain, SimulatedFault
 from hpadmin.hypervisor.simulated import SimulatedDriver
 from hpadmin.operations import watchdog
+from hpadmin.operations.engine import settle
 from hpadmin.operations.errors import QUEUE_UNREACHABLE, OperationError
 from hpadmin.operations.models import Event, JobState, MigrationJob
 from hpadmin.operations.services import migrate_vms, start_vm
@@ -114,7 +115,7 @@ def test_a_stalled_job_of_a_live_worker_is_aborted_and_settled(hosts, workers, s
     SimulatedFault.objects.create(host_uri=hosts[0].uri, kind=FaultKind.STALL, times=1)
     worker = workers()
     (job,) = migrate_vms([vm], hosts[1], force=True)
-    wait_for(lambda: MigrationJob.objects.get(pk=job.pk).state == JobState.MIGRATING, 60, "the copy", [worker.log])
+    wait_for(lambda: SimulatedDomain.objects.get(name=vm.name).state == "migrating", 60, "the copy", [worker.log])
     settings.HPADMIN_JOB_STALL_TIMEOUT = 1
     MigrationJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=5))
     assert watchdog.run() == [job.pk]
@@ -153,4 +154,18 @@ def test_a_start_that_ran_the_guest_before_its_process_died_is_recorded_as_up(ho
     vm.refresh_from_db()
     assert vm.status == VmStatus.UP and vm.host == hosts[1]
     assert Allocation.objects.get(vm=vm).state == "active"
+    assert_consistent()
+
+
+@pytest.mark.broker
+def test_a_copy_whose_job_was_settled_meanwhile_is_aborted(hosts, workers):  # noqa: F811
+    vm = make_vm(hosts[0].cluster, cpu_pinning_policy="dedicated", cores=2, threads=1, memory_mib=4096)
+    vm = start_vm(vm, host=hosts[0])
+    worker = workers(speed=1.0)  # 4 GiB at 1100 MiB/s: the copy takes seconds
+    (job,) = migrate_vms([vm], hosts[1], force=True)
+    wait_for(lambda: SimulatedDomain.objects.get(name=vm.name).state == "migrating", 60, "the copy", [worker.log])
+    assert settle(job.pk, "Given up by an admin's tool.") == JobState.FAILED
+    # The worker sees at its next progress report that the job is no longer its own, and stops the copy.
+    wait_for(lambda: SimulatedDomain.objects.get(name=vm.name).state == "running", 30, "the abort", [worker.log])
+    assert SimulatedDomain.objects.get(name=vm.name).host_uri == hosts[0].uri
     assert_consistent()
