@@ -5,8 +5,19 @@ from __future__ import annotations
 from .models import Event, Severity
 
 
-def record(code: str, message: str, *, severity: str = Severity.INFO, user=None, vm=None, host=None, job=None) -> Event:
-    cluster_id = getattr(vm, "cluster_id", None) or getattr(host, "cluster_id", None)
+def record(
+    code: str,
+    message: str,
+    *,
+    severity: str = Severity.INFO,
+    user=None,
+    vm=None,
+    host=None,
+    job=None,
+    cluster=None,
+) -> Event:
+    """Write one event; its cluster is ``cluster``, else the VM's or the host's."""
+    cluster_id = getattr(cluster, "pk", None) or getattr(vm, "cluster_id", None) or getattr(host, "cluster_id", None)
     return Event.objects.create(
         code=code,
         message=message,
