@@ -59,7 +59,8 @@ class HostState:
     """A host's topology plus what its allocations leave free. Build with :func:`build_host_state`.
 
     ``socket_free_*_desc`` are the per-socket figures sorted from the emptiest socket down (never empty).
-    ``unpinned_*`` count online threads not held exclusively, and cores none of whose threads is;
+    ``exclusive_core_count`` counts cores every online thread of which is held exclusively (taken, as oVirt
+    counts them); ``unpinned_*`` count online threads not held exclusively, and cores not taken;
     ``shared_count`` counts online pCPUs pinned without exclusivity only.
     """
 
@@ -210,7 +211,7 @@ def _build(topology: HostTopology, layout: Layout, allocations: list[Allocation]
     # Usage charged to nodes the host does not have still counts against the host as a whole.
     unknown_small = sum(kib for node, kib in small_used.items() if node not in {n.index for n in nodes})
     exclusive_count = (exclusive & layout.online).bit_count()
-    exclusive_cores = sum(1 for c in layout.cores if c.mask & exclusive)
+    exclusive_cores = sum(1 for c in layout.cores if c.mask & exclusive == c.mask)
     memory_total = sum(n[2] for n in pools) * KIB_PER_MIB
     memory_used = sum(small_used.values()) + sum(
         size * pages for sizes in pages_used.values() for size, pages in sizes.items()

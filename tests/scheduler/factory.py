@@ -18,8 +18,9 @@ from scheduler.core import (
 GIB_KIB = 1024 * 1024
 
 
-def host_cpus(sockets: int, cores: int, threads: int, nodes: int) -> list[HostCpu]:
-    """CPUs numbered core by core (socket s, core c, thread t -> ((s * cores) + c) * threads + t).
+def host_cpus(sockets: int, cores: int, threads: int, nodes: int, *, linux: bool = False) -> list[HostCpu]:
+    """CPUs numbered core by core (socket s, core c, thread t -> ((s * cores) + c) * threads + t), or with
+    ``linux`` as Linux numbers them: first threads of all cores, then their siblings (t * all cores + core).
 
     ``nodes`` NUMA nodes split the cores into equal contiguous blocks (0: no NUMA).
     """
@@ -28,11 +29,12 @@ def host_cpus(sockets: int, cores: int, threads: int, nodes: int) -> list[HostCp
     for core in range(total_cores):
         node = core * nodes // total_cores if nodes else None
         for thread in range(threads):
-            cpus.append(HostCpu(core * threads + thread, socket=core // cores, core=core, node=node))
+            cpu = thread * total_cores + core if linux else core * threads + thread
+            cpus.append(HostCpu(cpu, socket=core // cores, core=core, node=node))
     return cpus
 
 
-def make_host(
+def make_topology(
     host_id: int = 1,
     *,
     sockets: int = 1,
@@ -44,12 +46,12 @@ def make_host(
     status: str = "up",
     flags: Iterable[str] = ("sse4_2",),
     online: Iterable[int] | None = None,
-    allocations: Iterable[Allocation] = (),
     name: str | None = None,
-) -> HostState:
-    """A host; ``nodes`` defaults to one NUMA node per socket, 0 means no NUMA (memory on the host)."""
+    linux_numbering: bool = False,
+) -> HostTopology:
+    """A host's topology; ``nodes`` defaults to one NUMA node per socket, 0 means no NUMA (memory on the host)."""
     nodes = sockets if nodes is None else nodes
-    cpus = host_cpus(sockets, cores, threads, nodes)
+    cpus = host_cpus(sockets, cores, threads, nodes, linux=linux_numbering)
     per_node_memory = [memory_mib] * max(nodes, 1) if isinstance(memory_mib, int) else list(memory_mib)
     if hugepages is None or isinstance(hugepages, Mapping):
         per_node_pages = [dict(hugepages or {})] * max(nodes, 1)
@@ -59,7 +61,7 @@ def make_host(
         HostNumaNode(i, frozenset(c.id for c in cpus if c.node == i), per_node_memory[i], per_node_pages[i])
         for i in range(nodes)
     )
-    topology = HostTopology(
+    return HostTopology(
         id=host_id,
         name=name or f"h{host_id}",
         status=status,
@@ -73,7 +75,11 @@ def make_host(
         memory_mib=0 if nodes else per_node_memory[0],
         hugepages={} if nodes else per_node_pages[0],
     )
-    return build_host_state(topology, allocations)
+
+
+def make_host(host_id: int = 1, *, allocations: Iterable[Allocation] = (), **topology) -> HostState:
+    """A host holding ``allocations``; the other arguments are :func:`make_topology`'s."""
+    return build_host_state(make_topology(host_id, **topology), allocations)
 
 
 def vnode(

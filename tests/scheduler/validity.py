@@ -1,4 +1,7 @@
-"""Independent checks that an answer obeys the rules, whatever answer the scheduler picked."""
+"""Independent checks that an answer obeys the rules, whatever answer the scheduler picked.
+
+Placements are judged against :class:`RawHost`, worked out from the host's topology and allocations alone.
+"""
 
 from __future__ import annotations
 
@@ -6,80 +9,189 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from scheduler.core import HostState, Placement, VMRequest, cpus_of
+from scheduler.core import HostState, Placement, VMRequest
 
-SMALL = 4
+from .raw import SMALL, RawHost
 
 
 def placement_problems(host: HostState, vm: VMRequest, placement: Placement) -> list[str]:
-    """Rule violations of ``placement`` on ``host`` (judged without the VM's own allocation)."""
-    problems: list[str] = []
-    node_of = {cpu: node.index for node in host.nodes for cpu in cpus_of(node.cpus)}
-    core_of = {cpu: core for core in host.layout.cores for cpu in cpus_of(core.mask)}
-    free = set(cpus_of(host.free))
-    pins = placement.vcpu_pins
-    policy = vm.cpu_pinning_policy
+    """Rule violations of ``placement`` on the host built from these inputs (without the VM's own allocation)."""
+    return raw_placement_problems(RawHost.of(host.topology, host.allocations, vm.id), vm, placement)
 
-    if policy in ("dedicated", "isolate_threads"):
-        if sorted(pins) != list(range(vm.vcpus)):
-            problems.append(f"vCPUs pinned {sorted(pins)} instead of all {vm.vcpus}")
-        if any(len(cpus) != 1 for cpus in pins.values()):
-            problems.append("a vCPU is pinned to more than one pCPU")
-        pcpus = [next(iter(cpus)) for cpus in pins.values()]
-        if len(set(pcpus)) != len(pcpus):
-            problems.append(f"a pCPU is used twice: {sorted(pcpus)}")
-        if not set(placement.exclusive_cpus) <= free:
-            problems.append(f"exclusive pCPUs {sorted(set(placement.exclusive_cpus) - free)} were not free")
-        if not set(pcpus) <= set(placement.exclusive_cpus):
-            problems.append("a pinned pCPU is not held exclusively")
-        if policy == "isolate_threads":
-            cores = [core_of[p] for p in pcpus]
-            if len(set(cores)) != len(cores):
-                problems.append("two vCPUs share a core under isolate_threads")
-            if any(set(cpus_of(c.mask)) - set(placement.exclusive_cpus) for c in cores):
-                problems.append("isolate_threads left a sibling thread of a used core to others")
-        for vn in vm.numa_nodes:
-            if host.numa_supported and vn.index not in placement.numa:
+
+def raw_placement_problems(host: RawHost, vm: VMRequest, placement: Placement) -> list[str]:
+    """Rule violations of ``placement`` on what other VMs leave of the host."""
+    problems: list[str] = []
+    if placement.host_id != host.id:
+        problems.append(f"placed on host {placement.host_id}, judged on host {host.id}")
+    problems += _cpu_problems(host, vm, placement)
+    problems += _numa_problems(host, vm, placement)
+    problems += _memory_problems(host, vm, placement)
+    for what, cpus in (("emulator", placement.emulator_cpus), ("IO thread", placement.io_thread_cpus)):
+        if bad := set(cpus) - (host.online - host.exclusive):
+            problems.append(f"{what} pCPUs {sorted(bad)} are offline, missing or held exclusively by another VM")
+    if vm.emulator_cpus and placement.emulator_cpus != vm.emulator_cpus:
+        given = sorted(vm.emulator_cpus)
+        problems.append(f"emulator threads on {sorted(placement.emulator_cpus)}, the VM pins them to {given}")
+    return problems
+
+
+def _cpu_problems(host: RawHost, vm: VMRequest, placement: Placement) -> list[str]:
+    problems: list[str] = []
+    policy = vm.cpu_pinning_policy
+    pins = {vcpu: set(cpus) for vcpu, cpus in placement.vcpu_pins.items()}
+    exclusive, shared = set(placement.exclusive_cpus), set(placement.shared_cpus)
+    if exclusive & shared:
+        problems.append(f"pCPUs {sorted(exclusive & shared)} are held both exclusively and shared")
+    if bad := shared - (host.online - host.exclusive):
+        problems.append(f"shared pCPUs {sorted(bad)} are offline, missing or held exclusively by another VM")
+
+    if policy == "resize_and_pin_numa":
+        topo = host.topology
+        expected = (topo.sockets, topo.cores_per_socket - 1, host.threads_per_core)
+        if placement.topology != expected:
+            problems.append(f"resized to {placement.topology}, the host gives {expected}")
+        # Every thread of each node except its first core (by CPU number), one vCPU each.
+        wanted = set()
+        for cpus in host.node_cpus.values():
+            node_cores = sorted((min(t), t) for t in host.cores.values() if t <= cpus)
+            wanted |= {cpu for _, threads in node_cores[1:] for cpu in threads}
+        if sorted(pins) != list(range(len(wanted))) or any(len(cpus) != 1 for cpus in pins.values()):
+            problems.append(f"vCPUs {sorted(pins)} are not pinned one pCPU each for {len(wanted)} vCPUs")
+        elif set().union(*pins.values()) != wanted:
+            problems.append(f"pinned to {sorted(set().union(*pins.values()))}, not to {sorted(wanted)}")
+        else:
+            nodes, size = sorted(host.node_cpus), expected[1] * expected[2]  # vNUMA node i: the vCPUs of socket i
+            for vcpu, cpus in pins.items():
+                if not cpus <= host.node_cpus[nodes[vcpu // size]]:
+                    problems.append(
+                        f"vCPU {vcpu} of vNUMA node {vcpu // size} runs outside host node {nodes[vcpu // size]}"
+                    )
+        if exclusive:
+            problems.append("Resize and Pin NUMA holds pCPUs exclusively")
+        if not set().union(set(), *pins.values()) <= shared:
+            problems.append("a pinned pCPU is not recorded as shared")
+        return problems
+
+    if placement.topology != (vm.sockets, vm.cores, vm.threads):
+        problems.append(f"topology {placement.topology} instead of the VM's {(vm.sockets, vm.cores, vm.threads)}")
+    if policy == "manual":
+        if pins != {vcpu: set(cpus) for vcpu, cpus in vm.cpu_pinning.items()}:
+            problems.append("manual pinning not kept as written")
+        written = set().union(set(), *pins.values())
+        if bad := written - (host.online - host.exclusive):
+            problems.append(f"manually pinned pCPUs {sorted(bad)} are offline, missing or held exclusively")
+        if not written <= shared:
+            problems.append("a manually pinned pCPU is not recorded as shared")
+    elif policy == "none" and (pins or exclusive):
+        problems.append("a VM without CPU pinning got pinned or exclusive pCPUs")
+    if policy not in ("dedicated", "isolate_threads"):
+        if exclusive:
+            problems.append(f"a {policy} VM holds pCPUs {sorted(exclusive)} exclusively")
+        return problems
+
+    if sorted(pins) != list(range(vm.vcpus)):
+        problems.append(f"vCPUs pinned {sorted(pins)} instead of all {vm.vcpus}")
+    if any(len(cpus) != 1 for cpus in pins.values()):
+        return [*problems, "a vCPU is pinned to more than one pCPU"]
+    pcpus = [cpu for cpus in pins.values() for cpu in cpus]
+    if len(set(pcpus)) != len(pcpus):
+        problems.append(f"a pCPU is used twice: {sorted(pcpus)}")
+    if set(pcpus) & vm.emulator_cpus:
+        problems.append(f"vCPUs run on the emulator threads' pCPUs {sorted(set(pcpus) & vm.emulator_cpus)}")
+    if bad := exclusive - host.free:
+        problems.append(f"exclusive pCPUs {sorted(bad)} were not free")
+    if policy == "dedicated" and exclusive != set(pcpus):
+        problems.append(f"holds {sorted(exclusive)} exclusively for vCPUs on {sorted(pcpus)}")
+    if policy == "isolate_threads":
+        cores = [host.core_of.get(p) for p in pcpus]
+        if len(set(cores)) != len(cores):
+            problems.append("two vCPUs share a core under isolate_threads")
+        whole = set().union(set(), *(host.cores.get(core, frozenset()) for core in cores))
+        if exclusive != whole:
+            problems.append(f"holds {sorted(exclusive)} exclusively, the vCPUs' whole cores are {sorted(whole)}")
+    if not vm.numa_nodes:
+        size = vm.cores * vm.threads
+        for first in range(0, vm.vcpus, size):
+            sockets = {host.socket_of.get(p) for v in range(first, first + size) for p in pins.get(v, ())}
+            if len(sockets) > 1:
+                problems.append(f"virtual socket {first // size} spans physical sockets {sorted(sockets)}")
+    return problems
+
+
+def _numa_problems(host: RawHost, vm: VMRequest, placement: Placement) -> list[str]:
+    problems: list[str] = []
+    numa = dict(placement.numa)
+    if not host.numa and numa:
+        problems.append(f"vNUMA mapping {numa} on a host without NUMA")
+    if bad := {v: n for v, n in numa.items() if n not in host.node_cpus}:
+        problems.append(f"vNUMA nodes mapped to host nodes the host does not have: {bad}")
+    if vm.cpu_pinning_policy == "resize_and_pin_numa":
+        if numa != {i: node for i, node in enumerate(sorted(host.node_cpus))}:
+            problems.append(f"Resize and Pin NUMA mapped {numa}, not one vNUMA node per host node")
+        return problems
+
+    dynamic = vm.cpu_pinning_policy in ("dedicated", "isolate_threads")
+    for vn in vm.numa_nodes:
+        hard = vn.pins_on(host.id) if vn.tune_mode != "preferred" else frozenset()
+        if hard and numa.get(vn.index) not in hard:
+            problems.append(f"vNUMA node {vn.index} mapped to {numa.get(vn.index)}, pinned to {sorted(hard)}")
+        if dynamic and host.numa:
+            if vn.index not in numa:
                 problems.append(f"vNUMA node {vn.index} is not mapped")
                 continue
-            for vcpu in vn.vcpus:
-                cpu = next(iter(pins.get(vcpu, {-1})))
-                if host.numa_supported and node_of.get(cpu) != placement.numa[vn.index]:
-                    problems.append(f"vCPU {vcpu} on pCPU {cpu} is outside host node {placement.numa[vn.index]}")
-        if not vm.numa_nodes:
-            size = vm.cores * vm.threads
-            for first in range(0, vm.vcpus, size):
-                sockets = {core_of[next(iter(pins[v]))].socket for v in range(first, first + size) if v in pins}
-                if len(sockets) > 1:
-                    problems.append(f"virtual socket {first // size} spans physical sockets {sorted(sockets)}")
-    elif policy == "manual":
-        if {v: set(c) for v, c in pins.items()} != {v: set(c) for v, c in vm.cpu_pinning.items()}:
-            problems.append("manual pinning not kept as written")
-
-    if policy != "resize_and_pin_numa":
-        for vn in vm.numa_nodes:
-            hard = vn.pins_on(host.id) if vn.tune_mode != "preferred" else frozenset()
-            if hard and placement.numa.get(vn.index) not in hard:
-                problems.append(
-                    f"vNUMA node {vn.index} mapped to {placement.numa.get(vn.index)}, pinned to {set(hard)}"
-                )
-
-    page = vm.hugepage_kib or SMALL
-    total_kib = 0
-    for index, mib in placement.memory_mib.items():
-        total_kib += mib * 1024
-        if mib * 1024 > host.node_by_index[index].small_free_kib:
-            problems.append(f"{mib} MiB on node {index} exceed its free memory")
-    for index, pools in placement.hugepages.items():
-        for size, pages in pools.items():
-            total_kib += size * pages
-            if size != page:
-                problems.append(f"{size} KiB pages used, the VM asks for {page}")
-            if pages > host.node_by_index[index].hugepages_free.get(size, 0):
-                problems.append(f"{pages} pages of {size} KiB on node {index} exceed its free pages")
-    if total_kib != vm.memory_mib * 1024:
-        problems.append(f"placed {total_kib} KiB of memory, the VM has {vm.memory_mib * 1024}")
+            cpus = host.node_cpus.get(numa[vn.index], frozenset())
+            for vcpu in sorted(vn.vcpus):
+                if not set(placement.vcpu_pins.get(vcpu, ())) <= cpus:
+                    problems.append(f"vCPU {vcpu} is pinned outside host node {numa[vn.index]}")
     return problems
+
+
+def _memory_problems(host: RawHost, vm: VMRequest, placement: Placement) -> list[str]:
+    problems: list[str] = []
+    page = vm.hugepage_kib or SMALL
+    charged: Counter[int] = Counter()
+    for node, mib in placement.memory_mib.items():
+        charged[node] += mib * 1024
+        if page != SMALL and mib:
+            problems.append(f"{mib} MiB of small pages on node {node} for a VM on {page} KiB pages")
+        if node not in host.small_free_kib:
+            problems.append(f"memory charged to node {node}, which the host does not have")
+        elif mib * 1024 > host.small_free_kib[node]:
+            problems.append(f"{mib} MiB on node {node} exceed its {host.small_free_kib[node] // 1024} MiB free")
+    for node, pools in placement.hugepages.items():
+        for size, pages in pools.items():
+            charged[node] += size * pages
+            if size != page:
+                problems.append(f"{size} KiB pages used on node {node}, the VM asks for {page}")
+            if pages > host.pages_free.get(node, {}).get(size, 0):
+                problems.append(f"{pages} pages of {size} KiB on node {node} exceed its free pages")
+    if charged.total() != vm.memory_mib * 1024:
+        problems.append(f"placed {charged.total()} KiB of memory, the VM has {vm.memory_mib * 1024}")
+
+    # Each vNUMA node that the placement maps holds its memory on that host node.
+    if vm.cpu_pinning_policy == "resize_and_pin_numa":
+        cells = dict(enumerate(resize_memory_split(vm.memory_mib, page, len(host.node_cpus))))
+    elif vm.cpu_pinning_policy in ("dedicated", "isolate_threads"):
+        cells = {vn.index: vn.memory_mib for vn in vm.numa_nodes}
+    else:
+        cells = {vn.index: vn.memory_mib for vn in vm.numa_nodes if vn.tune_mode != "preferred" and vn.pins_on(host.id)}
+    held: Counter[int] = Counter()
+    for index, mib in cells.items():
+        held[placement.numa.get(index, 0)] += mib * 1024
+    for node, kib in held.items():
+        if kib > charged[node]:
+            problems.append(f"vNUMA nodes mapped to host node {node} need {kib} KiB there, {charged[node]} charged")
+    return problems
+
+
+def resize_memory_split(memory_mib: int, page_kib: int, nodes: int) -> list[int]:
+    """MiB of a Resize and Pin NUMA VM's memory on each of its vNUMA nodes, one per host node: an even share, the
+    first nodes taking what does not divide, in whole pages when there are at least as many pages as nodes."""
+    page_mib = page_kib // 1024
+    unit = page_mib if page_mib > 1 and memory_mib % page_mib == 0 and memory_mib // page_mib >= nodes else 1
+    share, extra = divmod(memory_mib // unit, max(nodes, 1))
+    return [(share + (1 if i < extra else 0)) * unit for i in range(nodes)]
 
 
 def numa_fit_problems(host_nodes: list[dict[str, Any]], vm: Mapping[str, Any], answer: Mapping[str, Any]) -> list[str]:
