@@ -8,13 +8,14 @@ starts IMMEDIATE and so holds the database's write lock, which serializes claims
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
 
 from hpadmin.inventory.models import Host
-from hpadmin.vms.models import VirtualMachine
+from hpadmin.vms.models import VirtualMachine, VmConfig
+from hpadmin.vms.profiles import inherit
 from scheduler.core import model as core
 from scheduler.core.pipeline import schedule
 
@@ -87,6 +88,27 @@ def verdicts(decision: core.Decision, hosts: dict[int, Host]) -> list[HostVerdic
         for v in decision.verdicts
     ]
     return sorted(out, key=lambda v: (not v.eligible, v.rank or 0, v.host.name))
+
+
+def start_verdicts(config: VmConfig, hosts: Sequence[Host]) -> list[HostVerdict]:
+    """Would ``config`` start on each of ``hosts`` now? Each host is judged alone, by the filters and the
+    placement that start uses, against what its allocations leave free (what the VM holds there itself counts
+    as free); in a constant number of queries. A template's or pool's configuration is judged as a new VM."""
+    if isinstance(config, VirtualMachine):
+        vm = config
+    else:
+        vm = VirtualMachine(name=config.name)
+        inherit(vm, config)
+    states, _ = snapshot.host_states(hosts)
+    vm_request = snapshot.vm_request(vm, [h.pk for h in config.placement_host_list()])
+    cluster = snapshot.cluster_config(config.cluster)
+    out = []
+    for host, state in zip(hosts, states, strict=True):
+        request = core.ScheduleRequest(action="start", destination=host.pk)
+        (verdict,) = schedule([state], vm_request, request, cluster).verdicts
+        rejections = tuple((r.filter, r.reason) for r in verdict.rejections)
+        out.append(HostVerdict(host, verdict.eligible, verdict.score, verdict.rank, rejections))
+    return out
 
 
 def claim(

@@ -6,8 +6,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from hpadmin.inventory.models import Cluster, Host, HostCpu, HostNumaNode, HugePagePool
-from hpadmin.vms.models import VirtualMachine
+from hpadmin.vms.models import CpuPinningPolicy, VirtualMachine
 from scheduler.core import model as core
+from scheduler.core.cpuset import parse_cpuset
 from scheduler.core.state import HostState, build_host_state
 
 from .models import Allocation, AllocationState
@@ -126,29 +127,26 @@ def cluster_config(cluster: Cluster) -> core.ClusterConfig:
 
 
 def _vnuma_nodes(vm: VirtualMachine) -> tuple[core.VNumaNode, ...]:
-    """The VM's vNUMA nodes for the core, which wants every vCPU in exactly one node: vCPUs the
-    configuration leaves out are dealt round-robin over the nodes, and memory not given to any node
-    goes to the last one (the configuration itself is not changed)."""
-    nodes = vm.vnuma()
-    if not nodes:
-        return ()
-    vcpus = [set(n.vcpus) for n in nodes]
-    assigned = set().union(*vcpus)
-    for i, vcpu in enumerate(v for v in range(vm.vcpus) if v not in assigned):
-        vcpus[i % len(nodes)].add(vcpu)
-    memory = [n.memory_mib for n in nodes]
-    memory[-1] += vm.memory_mib - sum(memory)
+    """The VM's vNUMA nodes as its guest gets them (``VmConfig.vnuma_cells``), for the core."""
     return tuple(
         core.VNumaNode(
             index=n.index,
-            vcpus=frozenset(vcpus[i]),
-            memory_mib=memory[i],
+            vcpus=frozenset(n.vcpus),
+            memory_mib=n.memory_mib,
             tune_mode=n.tune_mode,
             pinned_to=frozenset(n.pinned_to),
             pinned_to_by_host={h: frozenset(p) for h, p in n.pinned_to_by_host.items()},
         )
-        for i, n in enumerate(nodes)
+        for n in vm.vnuma_cells()
     )
+
+
+def _running_topology(vm: VirtualMachine) -> tuple[int, int, int] | None:
+    """The size a running Resize and Pin NUMA VM was given where it runs (one query, for such VMs only)."""
+    if vm.cpu_pinning_policy != CpuPinningPolicy.RESIZE_AND_PIN_NUMA or vm.host_id is None:
+        return None
+    topology = Allocation.objects.active().filter(vm_id=vm.pk).values_list("topology", flat=True).first()
+    return (topology[0], topology[1], topology[2]) if topology else None
 
 
 def vm_request(vm: VirtualMachine, placement_hosts: Iterable[int] | None = None) -> core.VMRequest:
@@ -167,11 +165,15 @@ def vm_request(vm: VirtualMachine, placement_hosts: Iterable[int] | None = None)
         placement_hosts=frozenset(placement_hosts),
         cpu_passthrough=vm.cpu_passthrough,
         cpu_flags_at_start=frozenset(vm.cpu_flags_at_start),
+        use_tsc_frequency=vm.use_tsc_frequency,
+        tsc_khz_at_start=vm.tsc_khz_at_start,
         cpu_pinning_policy=vm.cpu_pinning_policy,
         cpu_pinning=vm.manual_pinning(),
         numa_nodes=_vnuma_nodes(vm),
         hugepage_kib=vm.hugepage_kib,
         running_on=vm.host_id,
+        running_topology=_running_topology(vm),
         io_threads=vm.io_threads,
+        emulator_cpus=parse_cpuset(vm.emulator_pinning) if vm.emulator_pinning.strip() else frozenset(),
         high_availability=vm.high_availability,
     )

@@ -261,6 +261,8 @@ def _vm(data: Mapping[str, Any], host_ids: Mapping[str, int]) -> VMRequest:
         placement_hosts=frozenset(host_ids[n] for n in data.get("placement_hosts", ())),
         cpu_passthrough=data.get("cpu_passthrough", False),
         cpu_flags_at_start=frozenset(data.get("cpu_flags_at_start", ())),
+        use_tsc_frequency=data.get("use_tsc_frequency", False),
+        tsc_khz_at_start=data.get("tsc_khz_at_start"),
         cpu_pinning_policy=data.get("cpu_pinning_policy", "none"),
         cpu_pinning=parse_pinning(data.get("cpu_pinning") or ""),
         numa_nodes=tuple(

@@ -71,12 +71,12 @@ class HostCapabilities:
 
 @dataclass(frozen=True)
 class GuestNumaCell:
-    """A guest (virtual) NUMA node and the host node its memory is bound to."""
+    """A guest (virtual) NUMA node and the host nodes its memory is bound to."""
 
     index: int
     vcpus: tuple[int, ...]
     memory_mib: int
-    host_node: int | None = None  # None: not pinned to a host node
+    host_nodes: tuple[int, ...] = ()  # empty: not bound to host nodes
     mode: NumaMode = "strict"
     hugepage_kib: int | None = None  # None: the domain-wide hugepage_kib applies
 
@@ -100,6 +100,11 @@ class DomainSpec:
     hugepage_kib: int | None = None
     headless: bool = True
     memballoon: bool = False
+    usb: bool = False  # a USB controller
+    soundcard: bool = False
+    rng: bool = False  # a virtio RNG fed from the host's /dev/urandom
+    watchdog: str | None = None  # the watchdog's libvirt model; None: no watchdog
+    tsc_khz: int | None = None  # the guest's fixed TSC frequency; None: whatever the host's TSC runs at
 
     @property
     def vcpus(self) -> int:

@@ -43,20 +43,20 @@ def _cputune_pins(spec: DomainSpec) -> list[ET.Element]:
 
 
 def _numatune(spec: DomainSpec) -> ET.Element | None:
-    pinned = [cell for cell in spec.numa_cells if cell.host_node is not None]
-    if not pinned:
+    bound = [cell for cell in spec.numa_cells if cell.host_nodes]
+    if not bound:
         return None
-    nodes = {cell.host_node for cell in pinned}
-    modes = {cell.mode for cell in pinned}
-    # The domain-wide policy covers the emulator's own memory. Strict over all the VM's nodes is the
-    # safe default; a single shared mode is kept unless it is "preferred", which takes one node only.
+    nodes = {node for cell in bound for node in cell.host_nodes}
+    modes = {cell.mode for cell in bound}
+    # The domain-wide policy covers the emulator's own memory, over every node the guest's memory is bound to.
+    # Strict is the safe default; a single shared mode is kept unless it is "preferred", which takes one node.
     mode = modes.pop() if len(modes) == 1 else "strict"
     if mode == "preferred" and len(nodes) > 1:
         mode = "strict"
     numatune = ET.Element("numatune")
     _sub(numatune, "memory", mode=mode, nodeset=format_cpuset(nodes))
-    for cell in sorted(pinned, key=lambda c: c.index):
-        _sub(numatune, "memnode", cellid=str(cell.index), mode=cell.mode, nodeset=str(cell.host_node))
+    for cell in sorted(bound, key=lambda c: c.index):
+        _sub(numatune, "memnode", cellid=str(cell.index), mode=cell.mode, nodeset=format_cpuset(cell.host_nodes))
     return numatune
 
 
@@ -132,14 +132,24 @@ def build_domain_xml(spec: DomainSpec, *, virt_type: str = "kvm", arch: str = "x
                 unit="MiB",
             )
 
-    _sub(root, "clock", offset="utc")
+    clock = _sub(root, "clock", offset="utc")
+    if spec.tsc_khz:
+        _sub(clock, "timer", name="tsc", frequency=str(spec.tsc_khz * 1000))  # libvirt counts in Hz
     _sub(root, "on_poweroff", "destroy")
     _sub(root, "on_reboot", "restart")
     _sub(root, "on_crash", "destroy")
     devices = _sub(root, "devices")
+    # Without an explicit controller libvirt adds a USB one; model "none" is how a domain has none.
+    _sub(devices, "controller", type="usb", index="0", model="qemu-xhci" if spec.usb else "none")
     if not spec.headless:
         _sub(devices, "graphics", type="vnc", autoport="yes", listen="127.0.0.1")
         _sub(_sub(devices, "video"), "model", type="vga")
+    if spec.soundcard:
+        _sub(devices, "sound", model="ich6")
+    if spec.rng:
+        _sub(_sub(devices, "rng", model="virtio"), "backend", "/dev/urandom", model="random")
+    if spec.watchdog:
+        _sub(devices, "watchdog", model=spec.watchdog, action="reset")
     _sub(devices, "memballoon", model="virtio" if spec.memballoon else "none")
     return _to_string(root)
 

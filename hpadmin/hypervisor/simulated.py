@@ -122,8 +122,16 @@ def spec_to_json(spec: DomainSpec) -> dict:
     return dataclasses.asdict(spec)
 
 
+def _cell_from_json(data: dict) -> GuestNumaCell:
+    # Domains recorded by earlier versions name a single ``host_node`` (None: not bound).
+    single = data.get("host_node")
+    nodes = data.get("host_nodes", () if single is None else (single,))
+    fields = {k: v for k, v in data.items() if k != "host_node"}
+    return GuestNumaCell(**{**fields, "vcpus": tuple(data["vcpus"]), "host_nodes": tuple(nodes)})
+
+
 def spec_from_json(data: dict) -> DomainSpec:
-    cells = tuple(GuestNumaCell(**{**c, "vcpus": tuple(c["vcpus"])}) for c in data.get("numa_cells", ()))
+    cells = tuple(_cell_from_json(c) for c in data.get("numa_cells", ()))
     pins = {int(k): tuple(v) for k, v in data.get("vcpu_pins", {}).items()}
     return DomainSpec(
         **{

@@ -288,7 +288,8 @@ def record_where_it_runs(vm: VirtualMachine, claim: Allocation | None, where: Ho
         return "unknown"
     if where is not None and claim is not None and where.pk == claim.host_id:
         scheduling.activate(claim)
-        vm.move(vm.status, VmStatus.UP, host=where)
+        started = vm.status == VmStatus.STARTING  # a start that completed without its request
+        vm.move(vm.status, VmStatus.UP, **(VirtualMachine.started_on(where) if started else {"host": where}))
         return "claimed"
     if claim is not None:
         claim.delete()

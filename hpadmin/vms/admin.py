@@ -1,9 +1,21 @@
+from django import forms
 from django.contrib import admin
 
 from .models import Pool, Template, VirtualMachine
 
 
+class VmConfigAdminForm(forms.ModelForm):
+    """Hands the chosen placement hosts to ``clean()`` (as the dialog does), so its rules judge the new choice."""
+
+    def clean(self):
+        data = super().clean()
+        if "placement_hosts" in data:
+            self.instance.stage_placement_hosts(data["placement_hosts"])
+        return data
+
+
 class VmConfigAdmin(admin.ModelAdmin):
+    form = VmConfigAdminForm
     list_display = ["name", "cluster", "optimized_for", "migration_mode", "cpu_pinning_policy"]
     list_filter = ["optimized_for", "migration_mode", "cpu_pinning_policy", "cluster"]
     search_fields = ["name"]

@@ -13,9 +13,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hpadmin.inventory.models import Cluster, Host, MigrationPolicy
-from scheduler.core.cpuset import PinningSyntaxError, parse_cpuset, parse_pinning
+from scheduler.core.cpuset import PinningSyntaxError, format_cpuset, parse_cpuset, parse_pinning
 
-from .numa import VNumaNode, parse_numa_nodes
+from .numa import VNumaNode, complete_nodes, parse_numa_nodes, resize_nodes
 
 
 class OptimizedFor(models.TextChoices):
@@ -60,7 +60,6 @@ class InheritableBool(models.TextChoices):
 class Watchdog(models.TextChoices):
     NONE = "none", "No watchdog"
     I6300ESB = "i6300esb", "i6300esb"
-    ITCO = "itco", "iTCO"
 
 
 class VmConfig(models.Model):
@@ -95,6 +94,12 @@ class VmConfig(models.Model):
     )
     migration_mode = models.CharField(max_length=20, choices=MigrationMode.choices, default=MigrationMode.MIGRATABLE)
     cpu_passthrough = models.BooleanField("Pass-through host CPU", default=False)
+    use_tsc_frequency = models.BooleanField(
+        "Use TSC frequency",
+        default=False,
+        help_text="The guest gets the TSC frequency of the host it starts on and migrates only to hosts with the "
+        "same TSC frequency (within 250 ppm).",
+    )
     migration_policy = models.CharField(
         max_length=32, choices=MigrationPolicy.choices, blank=True, help_text="Empty: the cluster's policy."
     )
@@ -133,9 +138,7 @@ class VmConfig(models.Model):
     headless = models.BooleanField(default=False)
     usb_enabled = models.BooleanField("USB", default=True)
     soundcard_enabled = models.BooleanField("Sound card", default=False)
-    smartcard_enabled = models.BooleanField("Smart card", default=False)
     memory_balloon = models.BooleanField("Memory balloon device", default=True)
-    multi_queues = models.BooleanField("Multi queues", default=False)
     virtio_rng = models.BooleanField("VirtIO-RNG", default=False)
     watchdog = models.CharField(max_length=16, choices=Watchdog.choices, default=Watchdog.NONE)
 
@@ -159,6 +162,16 @@ class VmConfig(models.Model):
     def vnuma(self) -> list[VNumaNode]:
         """The vNUMA nodes as typed values (``numa_nodes`` must be valid, as ``clean()`` ensures)."""
         return parse_numa_nodes(self.numa_nodes)
+
+    def vnuma_cells(self, topology: Sequence[int] | None = None) -> list[VNumaNode]:
+        """The vNUMA nodes the guest runs with: the ones the scheduler places and the domain XML declares.
+
+        Under Resize and Pin NUMA they follow the size the VM gets on its host (``topology``: sockets, cores,
+        threads; none before it has one); otherwise they are the configured nodes, each vCPU and all the memory
+        included (``numa.complete_nodes``)."""
+        if self.cpu_pinning_policy == CpuPinningPolicy.RESIZE_AND_PIN_NUMA:
+            return resize_nodes(topology, self.memory_mib, self.hugepage_kib) if topology else []
+        return complete_nodes(self.vnuma(), vcpus=self.vcpus, memory_mib=self.memory_mib)
 
     def has_pinning_settings(self) -> bool:
         """Manual CPU pinning, pass-through host CPU or a pinned vNUMA node: what makes a VM host-bound."""
@@ -231,6 +244,24 @@ class VmConfig(models.Model):
                 f"vCPU {', '.join(map(str, missing))} does not exist: the VM has {self.vcpus} vCPUs "
                 f"(0-{self.vcpus - 1}).",
             )
+        self._clean_pinned_pcpus(pins, error)
+
+    def _clean_pinned_pcpus(self, pins: dict[int, frozenset[int]], error) -> None:
+        """Manual pinning is used as written wherever the VM runs, so each host it starts on (its placement
+        hosts) must have every pinned pCPU."""
+        wanted = frozenset().union(*pins.values())
+        for host in self.placement_host_list():
+            cpus = {cpu.cpu_id for cpu in host.cpus.all()}
+            if not cpus:
+                continue  # not reported yet: the scheduler refuses the host until it is
+            missing = sorted(wanted - cpus)
+            if missing:
+                many = len(missing) > 1
+                error(
+                    "cpu_pinning",
+                    f"pCPU{'s' if many else ''} {format_cpuset(missing)} {'do' if many else 'does'} not exist on "
+                    f"host {host.name} (it has pCPUs {format_cpuset(cpus)}).",
+                )
 
     def _clean_numa_nodes(self, error) -> list[VNumaNode]:
         try:
@@ -257,6 +288,12 @@ class VmConfig(models.Model):
         total = sum(n.memory_mib for n in nodes)
         if total > self.memory_mib:
             error("numa_nodes", f"The vNUMA nodes hold {total} MiB, more than the VM's {self.memory_mib} MiB.")
+        # As oVirt's NumaValidator: libvirt's 'preferred' names one host node, so it serves one vNUMA node only.
+        if len(nodes) > 1 and any(n.tune_mode == "preferred" for n in nodes):
+            error(
+                "numa_nodes",
+                f"Preferred NUMA tune mode is allowed for a single vNUMA node only; the VM has {len(nodes)}.",
+            )
         for node in nodes:
             if node.tune_mode == "preferred" and any(len(p) > 1 for p in node.all_pinnings()):
                 error("numa_nodes", f"vNUMA node {node.index} in preferred mode can be pinned to one host node only.")
@@ -299,11 +336,15 @@ class VmConfig(models.Model):
         if stray:
             error("numa_nodes", f"NUMA pinning names host id(s) {', '.join(map(str, stray))} not in the host list.")
         for host in hosts:
+            # A host whose own pinning leaves every vNUMA node unpinned runs the VM unbound, as the scheduler does.
+            pinned_here = [n for n in pinned if n.pinning_for(host.pk)]
+            if not pinned_here:
+                continue
             host_nodes = {n.index: n for n in host.numa_nodes.all()}
             if not host_nodes:
                 error("numa_nodes", f"Host {host.name} does not support NUMA; it cannot take NUMA pinning.")
                 continue
-            for node in pinned:
+            for node in pinned_here:
                 targets = node.pinning_for(host.pk)
                 missing = sorted(set(targets) - set(host_nodes))
                 if missing:
@@ -312,7 +353,7 @@ class VmConfig(models.Model):
                         f"vNUMA node {node.index} is pinned to host node {', '.join(map(str, missing))}, "
                         f"which {host.name} does not have (it has {len(host_nodes)}: 0-{len(host_nodes) - 1}).",
                     )
-                elif node.tune_mode == "strict" and targets:
+                elif node.tune_mode == "strict":
                     largest = max(host_nodes[t].memory_mib for t in targets)
                     if node.memory_mib > largest:
                         error(
@@ -380,6 +421,7 @@ COLD_FIELDS = (
     "threads",
     "memory_mib",
     "cpu_passthrough",
+    "use_tsc_frequency",
     "cpu_pinning_policy",
     "cpu_pinning",
     "emulator_pinning",
@@ -388,9 +430,13 @@ COLD_FIELDS = (
     "hugepage_kib",
     "headless",
     "memory_balloon",
+    "usb_enabled",
+    "soundcard_enabled",
+    "virtio_rng",
+    "watchdog",
 )
 # Written by the operations layer only (``move()`` and updates), never by an edit that loaded them earlier.
-RUNTIME_FIELDS = frozenset({"status", "host", "status_changed_at", "drift", "cpu_flags_at_start"})
+RUNTIME_FIELDS = frozenset({"status", "host", "status_changed_at", "drift", "cpu_flags_at_start", "tsc_khz_at_start"})
 
 
 class VirtualMachine(VmConfig):
@@ -405,6 +451,9 @@ class VirtualMachine(VmConfig):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="vms"
     )
     cpu_flags_at_start = models.JSONField(default=list, blank=True, help_text="Host CPU flags the VM started with.")
+    tsc_khz_at_start = models.PositiveIntegerField(
+        null=True, blank=True, help_text="TSC frequency (kHz) of the host the VM started on; a migration keeps it."
+    )
     status_changed_at = models.DateTimeField(null=True, blank=True)
     drift = models.CharField(
         max_length=255, blank=True, help_text="What the hypervisors report that disagrees with this record."
@@ -452,6 +501,12 @@ class VirtualMachine(VmConfig):
         """The configuration the VM will have at its next start, in memory (what an edit starts from)."""
         for name, value in self.next_run.items():
             setattr(self, name, value)
+
+    @staticmethod
+    def started_on(host: Host) -> dict:
+        """The fields a start records: the host, and the CPU flags and TSC frequency the guest was given there
+        (a migration must find them again)."""
+        return {"host": host, "cpu_flags_at_start": sorted(host.cpu_flags), "tsc_khz_at_start": host.tsc_khz}
 
     def move(self, expected: str | Iterable[str], new: str, **fields) -> bool:
         """Compare-and-set of the status: False, and nothing written, when the VM is no longer ``expected``."""

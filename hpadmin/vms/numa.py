@@ -7,7 +7,11 @@ placement host ("same as the first host"); ``pinned_to_by_host`` overrides it fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from scheduler.core.fit import SMALL_PAGE_KIB
+from scheduler.core.placement import resize_vnuma
 
 TUNE_MODES = ("strict", "interleave", "preferred")
 
@@ -95,6 +99,29 @@ def parse_numa_nodes(data) -> list[VNumaNode]:
             )
         )
     return nodes
+
+
+def complete_nodes(nodes: Sequence[VNumaNode], *, vcpus: int, memory_mib: int) -> list[VNumaNode]:
+    """``nodes`` as the guest gets them, holding every vCPU and all the memory: vCPUs no node names are dealt
+    round-robin over the nodes, memory no node holds goes to the last one (the stored nodes are not changed)."""
+    if not nodes:
+        return []
+    cpus = [list(node.vcpus) for node in nodes]
+    assigned = {vcpu for node in nodes for vcpu in node.vcpus}
+    for i, vcpu in enumerate(v for v in range(vcpus) if v not in assigned):
+        cpus[i % len(nodes)].append(vcpu)
+    memory = [node.memory_mib for node in nodes]
+    memory[-1] += memory_mib - sum(memory)
+    return [replace(node, vcpus=tuple(sorted(c)), memory_mib=m) for node, c, m in zip(nodes, cpus, memory, strict=True)]
+
+
+def resize_nodes(topology: Sequence[int], memory_mib: int, hugepage_kib: int | None) -> list[VNumaNode]:
+    """The strict vNUMA nodes Resize and Pin NUMA gives a VM sized ``topology`` (sockets, cores, threads)."""
+    sockets, cores, threads = topology
+    return [
+        VNumaNode(index=node.index, vcpus=tuple(sorted(node.vcpus)), memory_mib=node.memory_mib)
+        for node in resize_vnuma((sockets, cores, threads), memory_mib, hugepage_kib or SMALL_PAGE_KIB)
+    ]
 
 
 def numa_layout(

@@ -29,10 +29,8 @@ PROFILES: dict[str, tuple[Change, ...]] = {
         Change("headless", True, "no graphical console: serial console only"),
         Change("usb_enabled", False, _DEVICES_OFF_FOR_HP),
         Change("soundcard_enabled", False, _DEVICES_OFF_FOR_HP),
-        Change("smartcard_enabled", False, _DEVICES_OFF_FOR_HP),
         Change("memory_balloon", False, "memory is not reclaimed from a High Performance VM"),
         Change("io_threads", 1, "one dedicated I/O thread, pinned with the emulator thread"),
-        Change("multi_queues", True, "one virtio queue per vCPU"),
         Change("virtio_rng", True, "a fast entropy source for the guest"),
         Change("watchdog", Watchdog.NONE, "a watchdog's timer interrupts add latency"),
     ),
@@ -41,10 +39,8 @@ PROFILES: dict[str, tuple[Change, ...]] = {
         Change("headless", False, "a graphical console is available"),
         Change("usb_enabled", False, "servers need no USB"),
         Change("soundcard_enabled", False, "servers need no sound card"),
-        Change("smartcard_enabled", False, "servers need no smart card"),
         Change("memory_balloon", True, "memory can be reclaimed under pressure"),
         Change("io_threads", 1, "one I/O thread for disk I/O"),
-        Change("multi_queues", True, "one virtio queue per vCPU"),
         Change("virtio_rng", True, "an entropy source for the guest"),
     ),
     OptimizedFor.DESKTOP: (
@@ -52,10 +48,8 @@ PROFILES: dict[str, tuple[Change, ...]] = {
         Change("headless", False, "desktops have a graphical console"),
         Change("usb_enabled", True, "USB devices can be redirected"),
         Change("soundcard_enabled", True, "desktops play sound"),
-        Change("smartcard_enabled", False, "enable it for smart card logins"),
         Change("memory_balloon", True, "memory can be reclaimed under pressure"),
         Change("io_threads", 0, "desktops do little disk I/O"),
-        Change("multi_queues", True, "one virtio queue per vCPU"),
         Change("virtio_rng", True, "an entropy source for the guest"),
     ),
 }
@@ -80,11 +74,12 @@ def apply_profile(config: VmConfig, keep: Iterable[str] = ()) -> list[Change]:
         mode = suggested_migration_mode(config)
         if config.migration_mode != mode:
             config.migration_mode = mode
-            why = (
-                "High Performance VMs are moved only when an admin asks, so their pinning is never lost silently"
-                if config.is_high_performance
-                else "VMs with pinning settings are moved only when an admin asks"
-            )
+            if mode == MigrationMode.MIGRATABLE:
+                why = "with no pinning settings to keep, load balancing may move it too"
+            elif config.is_high_performance:
+                why = "High Performance VMs are moved only when an admin asks, so their pinning is never lost silently"
+            else:
+                why = "VMs with pinning settings are moved only when an admin asks"
             changes.append(Change("migration_mode", mode, why))
     return changes
 

@@ -16,7 +16,7 @@ from functools import cache
 
 from .cpuset import cpus_of, format_cpuset
 from .fit import NoFit, capacity, format_page_size, map_cells, socket_slots, unit_word
-from .placement import Plan
+from .placement import Plan, reserve_emulator, resize_topology
 from .state import KIB_PER_MIB, HostState
 
 Check = Callable[[HostState], str | None]
@@ -103,10 +103,13 @@ def cpu_level(plan: Plan) -> Judge | None:
 
 
 def cpu(plan: Plan) -> Judge | None:
-    """oVirt's CPU filter: cores (or threads) left after exclusive pinning must hold the largest shared VM.
+    """oVirt's CPU filter: the cores (or threads) not taken by exclusive pinning must hold the largest VM whose
+    vCPUs float on them, and an exclusive VM's own share besides.
 
-    An exclusive VM counts what it takes: its vCPUs (threads as cores) or the cores they need at least,
-    packed on sibling threads (dedicated) or one core each (isolate_threads).
+    A core is taken only when every one of its threads is held exclusively: the free threads of a partly
+    pinned core still take dedicated vCPUs, and shared vCPUs still run on its other threads. An exclusive VM is
+    charged its vCPUs as threads, or as cores those threads fill (dedicated) or one core each (isolate_threads);
+    which pCPUs it gets is for CpuPinning and NUMA to say.
     """
     if plan.resize:
         return None  # its size derives from the host
@@ -115,41 +118,58 @@ def cpu(plan: Plan) -> Judge | None:
     vcpus, exclusive, isolate = plan.vcpus, plan.vm.exclusive, plan.mode == "isolate"
 
     @cache
-    def reason(free: int, total: int, need: int) -> str:
+    def reason(free: int, total: int, own: int, shared: int) -> str:
         if total == 0:
             return "the host reports no CPU cores"
+        if exclusive and shared:
+            needed = f"{own + shared} needed ({own} for the VM's {vcpus} vCPUs, {shared} for the largest VM sharing "
+            needed += "the others)"
+        elif shared > own:
+            needed = f"{shared} needed (the largest VM sharing them has {shared} vCPUs)"
+        else:
+            needed = f"{own} needed"
         return (
             f"it has an insufficient amount of CPU {word} to run the VM: {free} of its {total} {word} "
-            f"are not exclusively pinned, {need} needed"
+            f"are not exclusively pinned, {needed}"
         )
 
-    # Hosts share a few (threads per core, largest shared VM) pairs: the sum is cached, not redone per host.
+    # Hosts share a few threads-per-core figures and largest shared VMs: the sums are cached, not redone per host.
+    @cache
+    def own(threads_per_core: int) -> int:
+        if not exclusive:
+            return vcpus
+        if threads:
+            return vcpus * threads_per_core if isolate else vcpus
+        return vcpus if isolate else -(-vcpus // threads_per_core)
+
     @cache
     def need(threads_per_core: int, largest_shared: int) -> int:
-        if not exclusive:
-            return max(vcpus, largest_shared)
-        if threads:
-            own = vcpus * threads_per_core if isolate else vcpus
-        else:
-            own = vcpus if isolate else -(-vcpus // threads_per_core)
-        return own + largest_shared
+        mine = own(threads_per_core)
+        return mine + largest_shared if exclusive else max(mine, largest_shared)
 
     if threads:
         return lambda hosts: {
-            i: reason(h.unpinned_threads, h.online_count, n)
+            i: reason(h.unpinned_threads, h.online_count, own(h.threads_per_core), h.max_shared_vcpus)
             for i, h in enumerate(hosts)
-            if (n := need(h.threads_per_core, h.max_shared_vcpus)) > h.unpinned_threads
+            if need(h.threads_per_core, h.max_shared_vcpus) > h.unpinned_threads
         }
     return lambda hosts: {
-        i: reason(h.unpinned_cores, h.core_count, n)
+        i: reason(h.unpinned_cores, h.core_count, own(h.threads_per_core), h.max_shared_vcpus)
         for i, h in enumerate(hosts)
-        if (n := need(h.threads_per_core, h.max_shared_vcpus)) > h.unpinned_cores
+        if need(h.threads_per_core, h.max_shared_vcpus) > h.unpinned_cores
     }
+
+
+def _shape(topology: tuple[int, int, int]) -> str:
+    sockets, cores, threads = topology
+    return f"{sockets} sockets x {cores} cores x {threads} threads ({sockets * cores * threads} vCPUs)"
 
 
 def cpu_topology(plan: Plan) -> Judge | None:
     vm = plan.vm
     if plan.resize:
+        # A running VM keeps its size and vNUMA nodes: only hosts that resize it to the same shape take it.
+        running = vm.running_topology if plan.request.action == "migrate" else None
 
         def check_resize(host: HostState) -> str | None:
             topo, problems = host.topology, []
@@ -159,6 +179,11 @@ def cpu_topology(plan: Plan) -> Judge | None:
                 problems.append(
                     f"it has {topo.sockets} sockets but {len(topo.numa_nodes)} NUMA nodes; "
                     "Resize and Pin NUMA needs one NUMA node per socket"
+                )
+            if running and not problems and (size := resize_topology(host)) != running:
+                problems.append(
+                    f"Resize and Pin NUMA would size the VM {_shape(size)} here, but it runs as {_shape(running)}, "
+                    "which a live migration must keep"
                 )
             return "; ".join(problems) or None
 
@@ -174,26 +199,25 @@ def cpu_topology(plan: Plan) -> Judge | None:
     return lambda hosts: {i: check(h) for i, h in enumerate(hosts) if h.threads_per_core < threads}
 
 
+def _unavailable(host: HostState, wanted: int) -> str | None:
+    """Why pCPUs named by the admin cannot be used on the host: missing, offline or held by other VMs."""
+    if not host.layout.cores:
+        return "the host has not reported its CPUs"
+    problems = []
+    if missing := wanted & ~host.layout.all_cpus:
+        problems.append(_cpus(missing, "does not exist on the host", "do not exist on the host"))
+    if offline := wanted & host.layout.all_cpus & ~host.layout.online:
+        problems.append(_cpus(offline, "is offline", "are offline"))
+    if held := wanted & host.exclusive & host.layout.online:
+        problems.append(_cpus(held, "is exclusively pinned by another VM", "are exclusively pinned by other VMs"))
+    return "; ".join(problems) or None
+
+
 def cpu_pinning(plan: Plan) -> Judge | None:
     vm = plan.vm
     if plan.manual_pins:
         wanted = plan.manual_mask
-
-        def check_manual(host: HostState) -> str | None:
-            if not host.layout.cores:
-                return "the host has not reported its CPUs"
-            problems = []
-            if missing := wanted & ~host.layout.all_cpus:
-                problems.append(_cpus(missing, "does not exist on the host", "do not exist on the host"))
-            if offline := wanted & host.layout.all_cpus & ~host.layout.online:
-                problems.append(_cpus(offline, "is offline", "are offline"))
-            if held := wanted & host.exclusive & host.layout.online:
-                problems.append(
-                    _cpus(held, "is exclusively pinned by another VM", "are exclusively pinned by other VMs")
-                )
-            return "; ".join(problems) or None
-
-        return each(check_manual)
+        return each(lambda host: _unavailable(host, wanted))
     if plan.resize:
 
         def check_resize(host: HostState) -> str | None:
@@ -210,12 +234,13 @@ def cpu_pinning(plan: Plan) -> Judge | None:
     vcpus, mode, size, vsockets = plan.vcpus, plan.mode, plan.vsocket_size, vm.sockets
     isolate, unit = mode == "isolate", unit_word(mode)
     by_socket = not vm.numa_nodes
+    others = "pinned by other VMs" + (" or kept for its emulator threads" if plan.emulator_mask else "")
 
     @cache
     def short(free: int, exclusive: int, shared: int, offline: int) -> str:
         held = f"{exclusive} exclusively pinned"
         if shared:
-            held += f", {shared} pinned by other VMs"
+            held += f", {shared} {others}"
         if offline:
             held += f", {offline} offline"
         return f"{free} of {vcpus} needed {unit} free ({held})"
@@ -249,6 +274,19 @@ def cpu_pinning(plan: Plan) -> Judge | None:
         for i, h in enumerate(hosts)
         if (h.free_threads < vcpus or (by_socket and h.socket_free_threads_desc[0] < size)) and (r := check(h))
     }
+
+
+def emulator_pinning(plan: Plan) -> Judge | None:
+    """The admin's emulator and I/O thread pinning names pCPUs the host has online and no other VM holds."""
+    wanted = plan.emulator_mask
+    if not wanted:
+        return None
+
+    def check(host: HostState) -> str | None:
+        problem = _unavailable(host, wanted)
+        return f"the emulator and I/O thread pinning cannot be applied: {problem}" if problem else None
+
+    return each(check)
 
 
 def memory(plan: Plan) -> Judge | None:
@@ -342,6 +380,50 @@ def _pinned_nodes_missing(plan: Plan, host: HostState, cells) -> str | None:
     return "; ".join(problems) or None
 
 
+#: How far a host's TSC may be from the guest's without TSC scaling: KVM's tolerance, which oVirt's filter uses.
+TSC_TOLERANCE_PPM = 250
+
+
+def tsc_frequency(plan: Plan) -> Judge | None:
+    """oVirt's Migration-Tsc-Frequency, for VMs that use their TSC frequency: the guest is given the TSC frequency
+    of the host it starts on, so that host must report one, and it migrates only where the TSC runs at the
+    frequency it started with."""
+    vm = plan.vm
+    if not vm.use_tsc_frequency:
+        return None
+    own = vm.tsc_khz_at_start if plan.request.action == "migrate" else None
+    unknown = "the host does not report its TSC frequency"
+    if own is None:
+        return lambda hosts: {i: unknown for i, h in enumerate(hosts) if h.topology.tsc_khz is None}
+    tolerance = own * TSC_TOLERANCE_PPM // 1_000_000
+
+    @cache
+    def check(khz: int | None) -> str | None:
+        if khz is None:
+            return unknown
+        if abs(khz - own) <= tolerance:
+            return None
+        return (
+            f"the host's TSC frequency ({khz:,} kHz) differs from the VM's ({own:,} kHz) "
+            f"by more than {TSC_TOLERANCE_PPM} ppm"
+        )
+
+    return lambda hosts: {i: r for i, h in enumerate(hosts) if (r := check(h.topology.tsc_khz)) is not None}
+
+
+def _emulator_reserved(factory: Callable[[Plan], Judge | None]) -> Callable[[Plan], Judge | None]:
+    """The filter judging hosts without the pCPUs the admin gave the VM's emulator threads, as the placement of
+    its dynamically pinned vCPUs does."""
+
+    def prepare(plan: Plan) -> Judge | None:
+        judge = factory(plan)
+        if judge is None or plan.mode == "none" or not plan.emulator_mask:
+            return judge
+        return lambda hosts: judge([reserve_emulator(plan, host) for host in hosts])
+
+    return prepare
+
+
 #: Filter name -> factory, in the order their verdicts are listed.
 FILTERS: tuple[tuple[str, Callable[[Plan], Judge | None]], ...] = (
     ("HostStatus", host_status),
@@ -352,8 +434,10 @@ FILTERS: tuple[tuple[str, Callable[[Plan], Judge | None]], ...] = (
     ("CpuLevel", cpu_level),
     ("CPU", cpu),
     ("CpuTopology", cpu_topology),
-    ("CpuPinning", cpu_pinning),
+    ("CpuPinning", _emulator_reserved(cpu_pinning)),
+    ("EmulatorPinning", emulator_pinning),
     ("Memory", memory),
     ("HugePages", hugepages),
-    ("NUMA", numa),
+    ("NUMA", _emulator_reserved(numa)),
+    ("TscFrequency", tsc_frequency),
 )

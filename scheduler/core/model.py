@@ -127,7 +127,12 @@ class VNumaNode:
 
 @dataclass(frozen=True, slots=True)
 class VMRequest:
-    """The VM to place, as configured; ``cpu_pinning`` is the parsed manual pinning (policy ``manual``)."""
+    """The VM to place, as configured; ``cpu_pinning`` is the parsed manual pinning (policy ``manual``).
+
+    ``emulator_cpus`` is the admin's emulator and I/O thread pinning (empty: the placement chooses).
+    ``running_topology`` is the (sockets, cores, threads) a running Resize and Pin NUMA VM has, which a live
+    migration keeps.
+    """
 
     id: int
     name: str
@@ -140,12 +145,16 @@ class VMRequest:
     placement_hosts: frozenset[int] = frozenset()
     cpu_passthrough: bool = False
     cpu_flags_at_start: frozenset[str] = frozenset()
+    use_tsc_frequency: bool = False
+    tsc_khz_at_start: int | None = None  # TSC frequency of the host the running VM started on
     cpu_pinning_policy: PinningPolicy = "none"
     cpu_pinning: Mapping[int, frozenset[int]] = field(default_factory=dict)
     numa_nodes: tuple[VNumaNode, ...] = ()
     hugepage_kib: int | None = None
     running_on: int | None = None
+    running_topology: tuple[int, int, int] | None = None
     io_threads: int = 0
+    emulator_cpus: frozenset[int] = frozenset()
     high_availability: bool = False
 
     def __post_init__(self) -> None:
@@ -228,7 +237,8 @@ class Placement:
     dynamic policies, the written cpuset under ``manual``; empty when vCPUs float). ``memory_mib`` and
     ``hugepages`` say what the VM takes from each host node (node 0 on a host without NUMA).
     ``topology`` is (sockets, cores, threads) the VM gets; it differs from the configured one only under
-    Resize and Pin NUMA.
+    Resize and Pin NUMA. ``emulator_cpus`` (and ``io_thread_cpus`` when the VM has IO threads) are where
+    QEMU's own threads run; those the VM does not hold exclusively are part of ``shared_cpus``.
     """
 
     host_id: int

@@ -148,14 +148,23 @@ def _totals(eligible: Sequence[HostState], scorers: Sequence[tuple[float, Scorer
 
 
 def _no_host(vm: VMRequest, hosts: Sequence[HostState], verdicts: list[HostVerdict]) -> SchedulingError:
+    """Why no host qualifies, naming a few hosts: the VM's own first (its placement hosts, then the host it runs
+    on), all of them, since their reasons are the ones to act on; then others in input order."""
     if not hosts:
         return SchedulingError("no_host", f"no host to run VM {vm.name} on: the cluster has no hosts")
+
+    def own_first(pair: tuple[HostState, HostVerdict]) -> int:
+        host_id = pair[0].id
+        return 0 if host_id in vm.placement_hosts else 1 if host_id == vm.running_on else 2
+
+    judged = sorted(zip(hosts, verdicts, strict=True), key=own_first)
+    named = max(_MESSAGE_HOSTS, sum(own_first(pair) < 2 for pair in judged))
     details = [
         f"host {host.name} did not satisfy "
         + ", ".join(f"filter {r.filter} because {r.reason}" for r in verdict.rejections)
-        for host, verdict in zip(hosts[:_MESSAGE_HOSTS], verdicts, strict=False)
+        for host, verdict in judged[:named]
     ]
-    more = len(hosts) - _MESSAGE_HOSTS
+    more = len(hosts) - named
     tail = f"; and {more} more host{'s' if more > 1 else ''}" if more > 0 else ""
     return SchedulingError(
         "no_host",

@@ -8,16 +8,24 @@ Rules the placement follows:
   spread, each virtual socket inside one physical socket, memory taken first from the nodes holding most
   of its vCPUs.
 * Manual NUMA pinning (strict / interleave) is honoured as written, node by node, via backtracking;
-  ``preferred`` pinning is reported but never enforced. Manual CPU pinning is kept as written.
+  ``preferred`` pinning is never enforced: such a vNUMA node is charged to its node when that has room.
+  Manual CPU pinning is kept as written.
 * Memory that no vNUMA node pins is charged to the nodes holding the VM's pCPUs first, then to those with
-  most free memory, so per-node accounting stays complete although the kernel decides where it lands.
+  most free memory, so per-node accounting stays complete; the domain binds it there once any of the VM's
+  memory is bound (``operations.specs``), else the kernel decides where it lands.
 * vCPUs of dynamic policies go in order onto the chosen pCPUs: cores the VM fills alone keep its virtual
   cores on sibling threads; single-thread VMs fill partly used cores first, leaving whole cores free.
-* High Performance VMs get emulator and IO threads pinned to the first two pCPUs the VM holds on the host
-  node it uses most (for VMs whose vCPUs float but whose NUMA is pinned: the first two pCPUs of the most
-  used node that no VM holds exclusively), as oVirt does. Other VMs leave them to the host's shared CPUs.
-* Resize and Pin NUMA: one vNUMA node per host node, all threads of each node except its first core
-  (left to the host and the emulator threads), topology resized to the host's.
+* Emulator and IO threads share pCPUs with other VMs (Nova's ``emulator_threads_policy=share``) where oVirt
+  puts them: a High Performance VM's go to the first two pCPUs of the host node it uses most (most of its
+  vCPUs' pCPUs, then most of its memory) that no VM holds exclusively and none of its vCPUs runs on, so
+  under isolate_threads they stay off its cores altogether. They are recorded as shared pinning: no later
+  exclusive placement takes them, and the HP VMs of a node use the same two. Only on a host whose every
+  pCPU is held exclusively or runs the VM's vCPUs do they join the VM's own pCPUs. The admin's "Emulator
+  and I/O thread pinning" replaces the choice, for any VM, and the vCPUs the scheduler pins keep off it.
+  Other VMs, and HP VMs whose vCPUs float and whose vNUMA nodes are not pinned, leave them floating.
+* Resize and Pin NUMA: one strict vNUMA node per host node (:func:`resize_vnuma`), on all threads of the
+  node except its first core (left to the host and the emulator threads), topology resized to the host's.
+  A running VM keeps its size: it migrates only to hosts that give it the same topology.
 """
 
 from __future__ import annotations
@@ -41,8 +49,8 @@ from .fit import (
     spread_memory,
     uniform,
 )
-from .model import ClusterConfig, Placement, ScheduleRequest, VMRequest, VNumaNode
-from .state import KIB_PER_MIB, HostState
+from .model import Allocation, ClusterConfig, Placement, ScheduleRequest, VMRequest, VNumaNode
+from .state import KIB_PER_MIB, HostState, build_host_state
 
 _MODES: Mapping[str, CpuMode] = {"dedicated": "prefer", "isolate_threads": "isolate"}
 
@@ -61,6 +69,7 @@ class Plan:
     vsocket_size: int
     manual_pins: Mapping[int, int]
     manual_mask: int
+    emulator_mask: int
     cell_vnodes: tuple[VNumaNode, ...]
     resize: bool
 
@@ -77,14 +86,20 @@ class Plan:
             return self.static_cells
         if self.resize:
             return _resize_cells(self, host)
-        return _vnode_cells(self.cell_vnodes, self.page_kib, host.id)
+        return _vnode_cells(self.cell_vnodes, self.page_kib, host.id, hard_only=self.mode == "none")
 
 
-def _vnode_cells(vnodes: tuple[VNumaNode, ...], page_kib: int, host_id: int) -> tuple[CellNeed, ...]:
+def _vnode_cells(
+    vnodes: tuple[VNumaNode, ...], page_kib: int, host_id: int, *, hard_only: bool
+) -> tuple[CellNeed, ...]:
+    """The vNUMA nodes as cells on the host; ``hard_only``: just those pinned there (vCPUs that float leave the
+    others' memory to the kernel)."""
     cells = []
     for vnode in vnodes:
         pins = vnode.pins_on(host_id)
         hard = vnode.enforced and bool(pins)
+        if hard_only and not hard:
+            continue
         cells.append(
             CellNeed(
                 index=vnode.index,
@@ -114,7 +129,7 @@ def make_plan(vm: VMRequest, request: ScheduleRequest, cluster: ClusterConfig) -
     page_kib = vm.hugepage_kib or SMALL_PAGE_KIB
     # Cells are the same on every host unless some vNUMA node is pinned differently per host.
     per_host = resize or any(v.pinned_to_by_host for v in cell_vnodes)
-    static = None if per_host else _vnode_cells(cell_vnodes, page_kib, -1)
+    static = None if per_host else _vnode_cells(cell_vnodes, page_kib, -1, hard_only=mode == "none")
     return Plan(
         vm=vm,
         request=request,
@@ -126,6 +141,7 @@ def make_plan(vm: VMRequest, request: ScheduleRequest, cluster: ClusterConfig) -
         vsocket_size=vm.cores * vm.threads,
         manual_pins=manual_pins,
         manual_mask=manual_mask,
+        emulator_mask=mask_of(vm.emulator_cpus),
         cell_vnodes=cell_vnodes,
         resize=resize,
         static_cells=static,
@@ -135,6 +151,7 @@ def make_plan(vm: VMRequest, request: ScheduleRequest, cluster: ClusterConfig) -
 
 def place(plan: Plan, host: HostState) -> Placement | NoFit:
     """The complete placement of the VM on ``host`` (which already passed the filters)."""
+    host = reserve_emulator(plan, host)
     if plan.resize:
         return _place_resize(plan, host)
     vm = plan.vm
@@ -171,8 +188,9 @@ def place(plan: Plan, host: HostState) -> Placement | NoFit:
     if host.numa_supported:
         for vnode in vm.numa_nodes:
             soft = [n for n in sorted(vnode.pins_on(host.id)) if n in host.node_by_index]
-            if vnode.index not in numa and soft:
+            if vnode.index not in numa and soft and _charge_if_room(host, small, huge, soft[0], vnode, plan.page_kib):
                 numa[vnode.index] = soft[0]
+                placed_mib += vnode.memory_mib
 
     rest = max(vm.memory_mib - placed_mib, 0)
     if rest:
@@ -186,19 +204,28 @@ def place(plan: Plan, host: HostState) -> Placement | NoFit:
     if plan.manual_pins:
         vcpu_pins = {vcpu: frozenset(cpus_of(mask)) for vcpu, mask in plan.manual_pins.items()}
         shared = plan.manual_mask
-    emulator = _emulator_cpus(plan, host, mask_of(pins.values()) | shared, small, huge)
+    emulator = _emulator_cpus(plan, host, mask_of(pins.values()) | shared, taken, small, huge)
     return Placement(
         host_id=host.id,
         numa=numa,
         vcpu_pins=vcpu_pins,
-        emulator_cpus=emulator,
-        io_thread_cpus=emulator if vm.io_threads else frozenset(),
+        emulator_cpus=frozenset(cpus_of(emulator)),
+        io_thread_cpus=frozenset(cpus_of(emulator)) if vm.io_threads else frozenset(),
         exclusive_cpus=frozenset(cpus_of(taken)),
-        shared_cpus=frozenset(cpus_of(shared)),
+        shared_cpus=frozenset(cpus_of(shared | emulator & ~taken)),
         memory_mib=small,
         hugepages=huge,
         topology=(vm.sockets, vm.cores, vm.threads),
     )
+
+
+def reserve_emulator(plan: Plan, host: HostState) -> HostState:
+    """``host`` as the vCPUs the scheduler pins see it: the pCPUs the admin gave the VM's emulator and IO threads
+    are not free for them."""
+    if plan.mode == "none" or not plan.emulator_mask & host.free:
+        return host
+    reserved = Allocation(vm_id=plan.vm.id, shared_cpus=frozenset(cpus_of(plan.emulator_mask)))
+    return build_host_state(host.topology, [*host.allocations, reserved])
 
 
 def _charge(small: dict[int, int], huge: dict[int, dict[int, int]], node: int, mib: int, page_kib: int) -> None:
@@ -207,6 +234,22 @@ def _charge(small: dict[int, int], huge: dict[int, dict[int, int]], node: int, m
     else:
         pools = huge.setdefault(node, {})
         pools[page_kib] = pools.get(page_kib, 0) + mib * KIB_PER_MIB // page_kib
+
+
+def _charge_if_room(
+    host: HostState, small: dict[int, int], huge: dict[int, dict[int, int]], node: int, vnode: VNumaNode, page_kib: int
+) -> bool:
+    """Charge the whole vNUMA node to host ``node`` on top of ``small`` and ``huge`` if it has room left there."""
+    state, kib = host.node_by_index[node], vnode.memory_mib * KIB_PER_MIB
+    if page_kib == SMALL_PAGE_KIB:
+        if kib > state.small_free_kib - small.get(node, 0) * KIB_PER_MIB:
+            return False
+    else:
+        pages, part = divmod(kib, page_kib)
+        if part or pages > state.hugepages_free.get(page_kib, 0) - huge.get(node, {}).get(page_kib, 0):
+            return False
+    _charge(small, huge, node, vnode.memory_mib, page_kib)
+    return True
 
 
 def _place_whole(
@@ -249,20 +292,29 @@ def _memory_order(host: HostState, pcpus, small: Mapping[int, int]) -> list[int]
 
 
 def _emulator_cpus(
-    plan: Plan, host: HostState, vm_cpus: int, small: Mapping[int, int], huge: Mapping[int, Mapping[int, int]]
-) -> frozenset[int]:
-    if plan.vm.optimized_for != "high_performance":
-        return frozenset()
-    if vm_cpus:
-        node = max(host.nodes, key=lambda n: ((n.cpus & vm_cpus).bit_count(), -n.index))
-        return frozenset(cpus_of(node.cpus & vm_cpus)[:2])
-    if not plan.cell_vnodes or not host.numa_supported:
-        return frozenset()
+    plan: Plan,
+    host: HostState,
+    vm_cpus: int,
+    own: int,
+    small: Mapping[int, int],
+    huge: Mapping[int, Mapping[int, int]],
+) -> int:
+    """The pCPUs of the VM's emulator and IO threads (0: they float); ``vm_cpus`` run its vCPUs, ``own`` it holds
+    exclusively. See the module's docstring."""
+    if plan.emulator_mask:
+        return plan.emulator_mask
+    if plan.vm.optimized_for != "high_performance" or not (vm_cpus or plan.cell_vnodes):
+        return 0
     used = {n.index: small.get(n.index, 0) * KIB_PER_MIB for n in host.nodes}
     for index, pools in huge.items():
         used[index] += sum(size * pages for size, pages in pools.items())
-    node = host.node_by_index[max(used, key=lambda i: (used[i], -i))]
-    return frozenset(cpus_of(node.cpus & ~host.exclusive)[:2])
+    nodes = sorted(host.nodes, key=lambda n: (-(n.cpus & vm_cpus).bit_count(), -used[n.index], n.index))
+    avoid = host.exclusive | own | vm_cpus
+    for node in nodes:
+        if spare := node.cpus & ~avoid:
+            return mask_of(cpus_of(spare)[:2])
+    # Every pCPU is held exclusively or runs one of the VM's vCPUs: the threads join the VM's own pCPUs.
+    return mask_of(cpus_of(nodes[0].cpus & vm_cpus)[:2])
 
 
 def resize_topology(host: HostState) -> tuple[int, int, int]:
@@ -271,18 +323,30 @@ def resize_topology(host: HostState) -> tuple[int, int, int]:
     return topo.sockets, topo.cores_per_socket - 1, topo.threads_per_core
 
 
-def _resize_split(plan: Plan, host: HostState) -> list[int]:
-    count = len(host.nodes)
-    share, extra = divmod(plan.vm.memory_mib, count)
-    return [share + (1 if i < extra else 0) for i in range(count)]
+def resize_vnuma(topology: tuple[int, int, int], memory_mib: int, page_kib: int) -> tuple[VNumaNode, ...]:
+    """The guest NUMA of a Resize and Pin NUMA VM of ``topology``: one strict vNUMA node per virtual socket (its
+    host has one NUMA node per socket), holding that socket's vCPUs and an even share of the memory, in whole
+    pages when the memory allows."""
+    sockets, cores, threads = topology
+    size = cores * threads
+    page_mib = page_kib // KIB_PER_MIB
+    unit = page_mib if page_mib > 1 and memory_mib % page_mib == 0 and memory_mib // page_mib >= sockets else 1
+    share, extra = divmod(memory_mib // unit, sockets)
+    return tuple(
+        VNumaNode(i, frozenset(range(i * size, (i + 1) * size)), (share + (1 if i < extra else 0)) * unit)
+        for i in range(sockets)
+    )
 
 
 def _resize_cells(plan: Plan, host: HostState) -> tuple[CellNeed, ...]:
     if not host.numa_supported:
         return ()
+    _, cores, threads = resize_topology(host)
+    # One vNUMA node per host node (a host whose sockets and NUMA nodes differ is CpuTopology's to refuse).
+    vnodes = resize_vnuma((len(host.nodes), cores, threads), plan.vm.memory_mib, plan.page_kib)
     return tuple(
-        CellNeed(i, (), mib, (plan.page_kib,), allowed=frozenset((node.index,)))
-        for i, (node, mib) in enumerate(zip(host.nodes, _resize_split(plan, host), strict=True))
+        CellNeed(v.index, tuple(sorted(v.vcpus)), v.memory_mib, (plan.page_kib,), allowed=frozenset((node.index,)))
+        for v, node in zip(vnodes, host.nodes, strict=True)
     )
 
 
@@ -294,31 +358,26 @@ def _place_resize(plan: Plan, host: HostState) -> Placement | NoFit:
     if isinstance(mapping, NoFit):
         return mapping
     pins: dict[int, frozenset[int]] = {}
-    for node in host.nodes:
-        for core in host.layout.node_cores.get(node.index, ())[1:]:
-            for cpu in cpus_of(core.mask):
-                pins[len(pins)] = frozenset((cpu,))
-    sockets, cores, threads = resize_topology(host)
-    if len(pins) != sockets * cores * threads:
-        return NoFit("Resize and Pin NUMA needs every CPU of the host online", "CpuTopology")
     small: dict[int, int] = {}
     huge: dict[int, dict[int, int]] = {}
     for cell in cells:
-        _charge(small, huge, mapping[cell.index].node, cell.memory_mib, plan.page_kib)
-    first = host.layout.node_cores.get(host.nodes[0].index, ())
-    emulator = (
-        frozenset(cpus_of(first[0].mask)) if first and plan.vm.optimized_for == "high_performance" else frozenset()
-    )
-    shared = frozenset().union(*pins.values())
+        fit = mapping[cell.index]
+        cpus = [cpu for core in host.layout.node_cores.get(fit.node, ())[1:] for cpu in cpus_of(core.mask)]
+        if len(cpus) != len(cell.vcpus):
+            return NoFit("Resize and Pin NUMA needs every CPU of the host online", "CpuTopology")
+        pins.update((vcpu, frozenset((cpu,))) for vcpu, cpu in zip(cell.vcpus, cpus, strict=True))
+        _charge(small, huge, fit.node, cell.memory_mib, fit.page_kib)
+    shared = mask_of(cpu for cpus in pins.values() for cpu in cpus)
+    emulator = _emulator_cpus(plan, host, shared, 0, small, huge)
     return Placement(
         host_id=host.id,
         numa={cell.index: mapping[cell.index].node for cell in cells},
         vcpu_pins=pins,
-        emulator_cpus=emulator,
-        io_thread_cpus=emulator if plan.vm.io_threads else frozenset(),
+        emulator_cpus=frozenset(cpus_of(emulator)),
+        io_thread_cpus=frozenset(cpus_of(emulator)) if plan.vm.io_threads else frozenset(),
         exclusive_cpus=frozenset(),
-        shared_cpus=shared,
+        shared_cpus=frozenset(cpus_of(shared | emulator)),
         memory_mib=small,
         hugepages=huge,
-        topology=(sockets, cores, threads),
+        topology=resize_topology(host),
     )

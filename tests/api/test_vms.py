@@ -30,7 +30,7 @@ def test_hp_vm_gets_the_profile_defaults_and_manual_only_migration(api, cluster)
     body = r.json()
     assert body["placement_policy"] == {"affinity": "user_migratable", "hosts": []}
     assert body["cpu_passthrough"] is True and body["headless"] is True and body["memory_balloon"] is False
-    assert body["io_threads"] == 1 and body["multi_queues"] is True and body["usb_enabled"] is False
+    assert body["io_threads"] == 1 and body["virtio_rng"] is True and body["usb_enabled"] is False
     assert body["vcpus"] == 4 and body["status"] == "down" and body["host"] is None
     assert r["Location"] == body["url"]
     vm = VirtualMachine.objects.get(name="db")

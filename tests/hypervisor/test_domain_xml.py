@@ -44,8 +44,8 @@ def pages(root: ET.Element) -> list[tuple[str, str | None]]:
 
 
 TWO_CELLS = (
-    GuestNumaCell(index=0, vcpus=(0, 1), memory_mib=2048, host_node=0, mode="strict"),
-    GuestNumaCell(index=1, vcpus=(2, 3), memory_mib=2048, host_node=1, mode="strict"),
+    GuestNumaCell(index=0, vcpus=(0, 1), memory_mib=2048, host_nodes=(0,), mode="strict"),
+    GuestNumaCell(index=1, vcpus=(2, 3), memory_mib=2048, host_nodes=(1,), mode="strict"),
 )
 
 
@@ -119,14 +119,14 @@ def test_numa_cells_pinned_to_host_nodes(mode):
 
 def test_mixed_modes_and_a_single_preferred_node():
     cells = (
-        GuestNumaCell(index=0, vcpus=(0, 1), memory_mib=2048, host_node=1, mode="preferred"),
-        GuestNumaCell(index=1, vcpus=(2, 3), memory_mib=2048, host_node=1, mode="preferred"),
+        GuestNumaCell(index=0, vcpus=(0, 1), memory_mib=2048, host_nodes=(1,), mode="preferred"),
+        GuestNumaCell(index=1, vcpus=(2, 3), memory_mib=2048, host_nodes=(1,), mode="preferred"),
     )
     root = parse(build_domain_xml(make_spec(numa_cells=cells)))
     assert root.find("numatune/memory").attrib == {"mode": "preferred", "nodeset": "1"}
 
     cells = (
-        dataclasses.replace(cells[0], host_node=0, mode="interleave"),
+        dataclasses.replace(cells[0], host_nodes=(0,), mode="interleave"),
         dataclasses.replace(cells[1], mode="strict"),
     )
     root = parse(build_domain_xml(make_spec(numa_cells=cells)))
@@ -135,7 +135,7 @@ def test_mixed_modes_and_a_single_preferred_node():
 
 
 def test_guest_numa_without_host_pinning_has_no_numatune():
-    cells = tuple(dataclasses.replace(cell, host_node=None) for cell in TWO_CELLS)
+    cells = tuple(dataclasses.replace(cell, host_nodes=()) for cell in TWO_CELLS)
     root = parse(build_domain_xml(make_spec(numa_cells=cells)))
 
     assert len(root.findall("cpu/numa/cell")) == 2
@@ -143,11 +143,19 @@ def test_guest_numa_without_host_pinning_has_no_numatune():
 
 
 def test_two_guest_cells_on_one_host_node():
-    cells = tuple(dataclasses.replace(cell, host_node=3) for cell in TWO_CELLS)
+    cells = tuple(dataclasses.replace(cell, host_nodes=(3,)) for cell in TWO_CELLS)
     root = parse(build_domain_xml(make_spec(numa_cells=cells)))
 
     assert root.find("numatune/memory").get("nodeset") == "3"
     assert memnodes(root) == {0: ("strict", "3"), 1: ("strict", "3")}
+
+
+def test_a_guest_cell_bound_to_several_host_nodes():
+    cells = (TWO_CELLS[0], dataclasses.replace(TWO_CELLS[1], host_nodes=(0, 1)))
+    root = parse(build_domain_xml(make_spec(numa_cells=cells)))
+
+    assert memnodes(root) == {0: ("strict", "0"), 1: ("strict", "0-1")}
+    assert root.find("numatune/memory").attrib == {"mode": "strict", "nodeset": "0-1"}
 
 
 def test_hugepages_per_node_2m_and_1g():
@@ -189,6 +197,25 @@ def test_headless_without_balloon():
     assert devices.find("memballoon").get("model") == "none"
 
 
+def test_devices_off():
+    devices = parse(build_domain_xml(make_spec())).find("devices")
+
+    assert [c.attrib for c in devices.findall("controller")] == [{"type": "usb", "index": "0", "model": "none"}]
+    assert devices.find("sound") is None and devices.find("rng") is None and devices.find("watchdog") is None
+
+
+def test_devices_on_request():
+    spec = make_spec(usb=True, soundcard=True, rng=True, watchdog="i6300esb")
+    devices = parse(build_domain_xml(spec)).find("devices")
+
+    assert devices.find("controller[@type='usb']").get("model") == "qemu-xhci"
+    assert devices.find("sound").get("model") == "ich6"
+    assert devices.find("rng").get("model") == "virtio"
+    assert devices.find("rng/backend").attrib == {"model": "random"}
+    assert devices.findtext("rng/backend") == "/dev/urandom"
+    assert devices.find("watchdog").attrib == {"model": "i6300esb", "action": "reset"}
+
+
 def test_console_and_balloon_on_request():
     devices = parse(build_domain_xml(make_spec(headless=False, memballoon=True))).find("devices")
 
@@ -221,8 +248,8 @@ DESTINATION = dataclasses.replace(
     emulator_cpus=(40, 41),
     iothread_cpus=(42,),
     numa_cells=(
-        dataclasses.replace(SOURCE.numa_cells[0], host_node=1),
-        dataclasses.replace(SOURCE.numa_cells[1], host_node=0, hugepage_kib=1048576),
+        dataclasses.replace(SOURCE.numa_cells[0], host_nodes=(1,)),
+        dataclasses.replace(SOURCE.numa_cells[1], host_nodes=(0,), hugepage_kib=1048576),
     ),
 )
 
@@ -265,7 +292,7 @@ def test_rewrite_adds_pinning_to_a_domain_that_had_none():
         vcpu_pins={},
         emulator_cpus=(),
         iothread_cpus=(),
-        numa_cells=tuple(dataclasses.replace(c, host_node=None, hugepage_kib=None) for c in DESTINATION.numa_cells),
+        numa_cells=tuple(dataclasses.replace(c, host_nodes=(), hugepage_kib=None) for c in DESTINATION.numa_cells),
     )
     source = build_domain_xml(unpinned)
     assert parse(source).find("cputune") is None
@@ -286,7 +313,7 @@ def test_rewrite_drops_settings_the_destination_cannot_honour():
         vcpu_pins={},
         emulator_cpus=(),
         iothread_cpus=(),
-        numa_cells=tuple(dataclasses.replace(c, host_node=None, hugepage_kib=None) for c in SOURCE.numa_cells),
+        numa_cells=tuple(dataclasses.replace(c, host_nodes=(), hugepage_kib=None) for c in SOURCE.numa_cells),
     )
     source = parse(build_domain_xml(SOURCE))
     source.find("vcpu").set("cpuset", "0-3")
@@ -349,7 +376,7 @@ def test_libvirt_accepts_the_rewritten_migratable_xml(test_conn):
         source,
         vcpu_pins={0: (7,), 1: (6,), 2: (5,), 3: (4,)},
         emulator_cpus=(0, 1),
-        numa_cells=tuple(dataclasses.replace(c, host_node=1 - c.host_node) for c in TWO_CELLS),
+        numa_cells=tuple(dataclasses.replace(c, host_nodes=(1 - c.host_nodes[0],)) for c in TWO_CELLS),
     )
 
     rewritten = rewrite_for_destination(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), destination)
@@ -360,3 +387,25 @@ def test_libvirt_accepts_the_rewritten_migratable_xml(test_conn):
     assert vcpu_pins(config) == {0: "7", 1: "6", 2: "5", 3: "4"}
     assert config.find("cputune/emulatorpin").get("cpuset") == "0-1"
     assert memnodes(config) == {0: ("strict", "1"), 1: ("strict", "0")}
+
+
+def test_libvirt_accepts_every_device_and_a_multi_node_binding(test_conn):
+    conn, names = test_conn
+    spec = make_spec(
+        uuid=str(uuid.uuid4()),
+        name=f"hp-{uuid.uuid4().hex[:8]}",
+        usb=True,
+        soundcard=True,
+        rng=True,
+        watchdog="i6300esb",
+        headless=False,
+        memballoon=True,
+        numa_cells=(TWO_CELLS[0], dataclasses.replace(TWO_CELLS[1], host_nodes=(0, 1))),
+    )
+    names.append(spec.name)
+    dom = conn.defineXML(build_domain_xml(spec, virt_type="test", arch="i686"))
+    dom.create()
+
+    devices = parse(dom.XMLDesc(0)).find("devices")
+    assert {child.tag for child in devices} >= {"controller", "sound", "rng", "watchdog", "memballoon", "graphics"}
+    assert memnodes(parse(dom.XMLDesc(0))) == {0: ("strict", "0"), 1: ("strict", "0-1")}

@@ -32,9 +32,13 @@ def spec(driver):
         # The test driver's pin maps cover 8 host CPUs.
         vcpu_pins={0: (0,), 1: (1,), 2: (4, 5), 3: (4, 5)},
         emulator_cpus=(7,),
+        usb=True,
+        soundcard=True,
+        rng=True,
+        watchdog="i6300esb",
         numa_cells=(
-            GuestNumaCell(index=0, vcpus=(0, 1), memory_mib=512, host_node=0),
-            GuestNumaCell(index=1, vcpus=(2, 3), memory_mib=512, host_node=1, mode="interleave"),
+            GuestNumaCell(index=0, vcpus=(0, 1), memory_mib=512, host_nodes=(0,)),
+            GuestNumaCell(index=1, vcpus=(2, 3), memory_mib=512, host_nodes=(1,), mode="interleave"),
         ),
     )
     yield spec

@@ -135,7 +135,7 @@ def start_vm(testbed: TwoHosts, driver, host: HostCapabilities, config: pytest.C
         cpu_passthrough=False,
         vcpu_pins={0: (first,)},
         emulator_cpus=(second,),
-        numa_cells=(GuestNumaCell(index=0, vcpus=(0,), memory_mib=128, host_node=host.numa_nodes[0].index),),
+        numa_cells=(GuestNumaCell(index=0, vcpus=(0,), memory_mib=128, host_nodes=(host.numa_nodes[0].index,)),),
     )
     started = time.monotonic()
     driver.start(testbed.a, spec)
@@ -270,7 +270,7 @@ def test_refused_migration_keeps_the_vm_on_its_source(testbed, driver, host, res
         # Memory bound to a NUMA node the destination does not have.
         missing = max(node.index for node in host.numa_nodes) + 1
         destination = dataclasses.replace(
-            resident_vm, numa_cells=(dataclasses.replace(resident_vm.numa_cells[0], host_node=missing),)
+            resident_vm, numa_cells=(dataclasses.replace(resident_vm.numa_cells[0], host_nodes=(missing,)),)
         )
     else:
         # A vCPU pinned to a CPU the destination does not have: its QEMU starts and then fails.

@@ -154,6 +154,8 @@ def test_a_start_that_ran_the_guest_before_its_process_died_is_recorded_as_up(ho
     vm.refresh_from_db()
     assert vm.status == VmStatus.UP and vm.host == hosts[1]
     assert Allocation.objects.get(vm=vm).state == "active"
+    # What a start records, so that its migrations keep the guest's CPU flags and TSC frequency.
+    assert vm.cpu_flags_at_start == sorted(hosts[1].cpu_flags) and vm.tsc_khz_at_start == hosts[1].tsc_khz
     assert_consistent()
 
 

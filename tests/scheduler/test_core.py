@@ -81,7 +81,7 @@ class TestHostState:
         assert host.node_by_index[0].small_free_kib == (8192 - 4096 - 1024) * 1024
         assert host.node_by_index[1].hugepages_free == {GIB_PAGE: 1}
         assert host.max_shared_vcpus == 4
-        assert host.exclusive_core_count == 2
+        assert host.exclusive_core_count == 1  # core {0, 1}; core {4, 5} still has a thread for others
 
     def test_without_frees_the_vms_own_share(self):
         host = make_host(cores=4, allocations=[held(1, [0, 1], memory_mib={0: 1024}), held(2, [2])])
@@ -152,7 +152,9 @@ def test_isolate_threads_take_whole_cores():
     placement = schedule([host], vm, START).placement
     assert dict(placement.vcpu_pins) == {0: {2}, 1: {4}}
     assert placement.exclusive_cpus == {2, 3, 4, 5}
-    assert placement.emulator_cpus == placement.io_thread_cpus == {2, 4}
+    # Off the VM's cores: the first two pCPUs no VM holds exclusively (0 is VM 7's), shared with other VMs.
+    assert placement.emulator_cpus == placement.io_thread_cpus == {1, 6}
+    assert placement.shared_cpus == {1, 6}
     assert placement_problems(host, vm, placement) == []
 
 
@@ -181,7 +183,7 @@ def test_vm_without_vnuma_is_kept_on_one_node_when_it_fits():
     placement = schedule([host], vm, START).placement
     assert set().union(*placement.vcpu_pins.values()) == {4, 5, 6}
     assert placement.memory_mib == {1: 2048}
-    assert placement.emulator_cpus == {4, 5}
+    assert placement.emulator_cpus == {7}  # what node 1 has left beside the vCPUs
 
 
 def test_vm_without_vnuma_spreads_when_no_node_fits():
@@ -300,7 +302,7 @@ def test_cpu_filter_counts_as_ovirt(threads_as_cores, policy, exclusive, shared_
         units, taken = 8, len(exclusive)
         own = {"dedicated": 3, "isolate_threads": 6}.get(policy, 0)
     else:
-        units, taken = 4, len({cpu // 2 for cpu in exclusive})
+        units, taken = 4, sum(1 for core in range(4) if {2 * core, 2 * core + 1} <= set(exclusive))
         own = {"dedicated": 2, "isolate_threads": 3}.get(policy, 0)
     largest_shared = shared_vcpus if own else max(shared_vcpus, 3)
     fits = units - taken - own - largest_shared >= 0

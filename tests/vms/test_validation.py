@@ -214,3 +214,37 @@ def test_vcpu_count_is_bounded():
     errors = errors_of(new_vm(sockets=16, cores=64, threads=1), hosts=[])
     assert errors["sockets"] == ["1024 vCPUs are too many: a VM has at most 710 (QEMU's q35 limit)."]
     assert "threads" in errors_of(new_vm(threads=9), hosts=[])
+
+
+def test_manual_pinning_names_pcpus_that_every_placement_host_has():
+    cluster = make_cluster()
+    small = make_host(cluster, "h1", numa_nodes=2, cores=6, threads=2)  # 2 x 6 x 2: pCPUs 0-23
+    large = make_host(cluster, "h2", numa_nodes=2, cores=8, threads=2)  # pCPUs 0-31
+    vm = new_vm(cluster, cpu_pinning_policy="manual", cpu_pinning="0#30")
+    assert errors_of(vm, hosts=[small, large])["cpu_pinning"] == [
+        "pCPU 30 does not exist on host h1 (it has pCPUs 0-23)."
+    ]
+    vm.cpu_pinning = "0#0_1#22-25_2#31"
+    assert errors_of(vm, hosts=[large, small])["cpu_pinning"] == [
+        "pCPUs 24-25,31 do not exist on host h1 (it has pCPUs 0-23)."
+    ]
+    vm.stage_placement_hosts([large])
+    vm.full_clean(validate_unique=False)
+
+
+def test_manual_pinning_is_checked_against_the_stored_placement_hosts_too():
+    cluster = make_cluster()
+    host = make_host(cluster, "h1", numa_nodes=1, cores=4, threads=1)
+    vm = make_vm(cluster, hosts=[host], cores=2, cpu_pinning_policy="manual", cpu_pinning="0#0_1#3")
+    fresh = VirtualMachine.objects.get(pk=vm.pk)
+    fresh.cpu_pinning = "0#0_1#4"
+    assert errors_of(fresh)["cpu_pinning"] == ["pCPU 4 does not exist on host h1 (it has pCPUs 0-3)."]
+
+
+def test_manual_pinning_waits_for_a_host_that_has_not_reported_its_cpus():
+    cluster = make_cluster()
+    host = make_host(cluster, "h1", numa_nodes=1, cores=4, threads=1)
+    host.cpus.all().delete()  # added, capabilities not imported yet: the scheduler refuses it until they are
+    vm = new_vm(cluster, cpu_pinning_policy="manual", cpu_pinning="0#30")
+    vm.stage_placement_hosts([host])
+    vm.full_clean(validate_unique=False)

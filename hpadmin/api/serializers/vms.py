@@ -69,6 +69,7 @@ CONFIG_FIELDS = [
     "vcpus",
     "placement_policy",
     "cpu_passthrough",
+    "use_tsc_frequency",
     "migration_policy",
     "max_downtime_ms",
     "auto_converge",
@@ -84,9 +85,7 @@ CONFIG_FIELDS = [
     "headless",
     "usb_enabled",
     "soundcard_enabled",
-    "smartcard_enabled",
     "memory_balloon",
-    "multi_queues",
     "virtio_rng",
     "watchdog",
 ]
@@ -170,9 +169,19 @@ class VirtualMachineSerializer(VmConfigSerializer):
             "drift",
             "next_run",
             "cpu_flags_at_start",
+            "tsc_khz_at_start",
             "created_at",
         ]
-        read_only_fields = ["uuid", "status", "host", "drift", "next_run", "cpu_flags_at_start", "created_at"]
+        read_only_fields = [
+            "uuid",
+            "status",
+            "host",
+            "drift",
+            "next_run",
+            "cpu_flags_at_start",
+            "tsc_khz_at_start",
+            "created_at",
+        ]
         extra_kwargs = {"cluster": {"required": False, "help_text": "Default: the template's or pool's cluster."}}
 
     def source_config(self, attrs: dict) -> VmConfig | None:
