@@ -13,10 +13,12 @@ from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.utils.text import capfirst
 
 from hpadmin.operations.services import migration_candidates
+from hpadmin.operations.specs import domain_spec
 from hpadmin.vms.models import Pool, Template, VirtualMachine, VmConfig
-from hpadmin.webadmin.inventory.topology import node_usage
+from hpadmin.webadmin.inventory.topology import NodeUsage, node_usage
 from scheduler.core.cpuset import PinningSyntaxError, format_cpuset, parse_pinning
 from scheduler.models import Allocation, AllocationState
+from scheduler.services import HostVerdict, start_verdicts
 
 from .forms.dialog import TABS
 from .forms.numa_editor import NumaPinningForm
@@ -103,26 +105,30 @@ def vnuma_rows(config: VmConfig, hosts: list) -> list[tuple]:
     ]
 
 
-def applied_pinning(allocation: Allocation | None, config: VmConfig) -> dict | None:
-    """What the hypervisor was told for this allocation: vCPU -> pCPUs, vNUMA -> host node, threads, memory."""
+def applied_pinning(allocation: Allocation | None, vm: VirtualMachine) -> dict | None:
+    """What the hypervisor was told for this allocation: vCPU -> pCPUs, vNUMA -> host nodes, threads, memory."""
     if allocation is None:
         return None
-    vnodes = {node.index: node for node in config.vnuma()}
+    spec = domain_spec(vm, allocation)
+    if vm.emulator_pinning.strip():
+        emulator_by = "as set in Emulator and I/O thread pinning"
+    elif set(spec.emulator_cpus) & {cpu for cpus in spec.vcpu_pins.values() for cpu in cpus}:
+        emulator_by = "with the VM's vCPUs: no other pCPU of the host was free of exclusive pinning"
+    else:
+        emulator_by = "apart from the VM's vCPUs, on pCPUs no VM holds exclusively"
     return {
         "allocation": allocation,
-        "vcpus": sorted(((int(v), format_cpuset(cpus)) for v, cpus in allocation.cpu_pinning.items())),
-        "numa": [
-            (int(v), node, vnodes.get(int(v)))
-            for v, node in sorted(allocation.numa_mapping.items(), key=lambda item: int(item[0]))
-        ],
+        "vcpus": sorted((vcpu, format_cpuset(cpus)) for vcpu, cpus in spec.vcpu_pins.items()),
+        "numa": [(cell.index, format_cpuset(cell.host_nodes), cell) for cell in spec.numa_cells if cell.host_nodes],
         "memory": sorted((int(n), mib) for n, mib in allocation.memory_mib.items()),
         "hugepages": sorted(
             (int(n), int(size), pages) for n, sizes in allocation.hugepages.items() for size, pages in sizes.items()
         ),
         "exclusive": format_cpuset(allocation.exclusive_cpus),
         "shared": format_cpuset(allocation.shared_cpus),
-        "emulator": format_cpuset(allocation.emulator_cpus),
-        "iothreads": format_cpuset(allocation.iothread_cpus),
+        "emulator": format_cpuset(spec.emulator_cpus),
+        "iothreads": format_cpuset(spec.iothread_cpus) if spec.iothreads else "",
+        "emulator_by": emulator_by,
     }
 
 
@@ -152,8 +158,10 @@ def pinning_preview(text: str) -> list[str]:
 
 
 def _numa_errors(config: VmConfig) -> dict[str, list[str]]:
+    # The editor changes no relation, so they are not looked up again for every host it judges.
+    relations = [field.name for field in config._meta.concrete_fields if field.is_relation]
     try:
-        config.full_clean(validate_unique=False, validate_constraints=False)
+        config.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
         return exc.message_dict
     return {}
@@ -183,11 +191,36 @@ def pinning_conflicts(config: VmConfig, hosts: list, nodes: list[dict]) -> tuple
     return per_host, general
 
 
-def editor_hosts(form: NumaPinningForm, usage: dict, conflicts: dict[int, list[str]]) -> list[dict]:
+def start_fit(
+    config: VmConfig, hosts: list, nodes: list[dict], conflicts: dict[int, list[str]], general: list[str]
+) -> dict[int, HostVerdict]:
+    """Whether the VM with the pinning shown would start on each host now, as start judges it (the vNUMA nodes
+    that share a host node added up, against what the other VMs leave free). Only for the hosts whose pinning
+    clean() accepts, and not while the configuration has errors of its own (``general``)."""
+    judged = [host for host in hosts if not conflicts.get(host.pk)]
+    if general or not judged:
+        return {}
+    trial = copy.copy(config)
+    trial.numa_nodes = nodes
+    trial.stage_placement_hosts(hosts)
+    return {verdict.host.pk: verdict for verdict in start_verdicts(trial, judged)}
+
+
+def _free_mib(usage: NodeUsage, hugepage_kib: int | None) -> float:
+    """What a host node has free for the VM's memory: its pages of the VM's size, or its small-page memory."""
+    if not hugepage_kib:
+        return usage.free_mib
+    return sum(pool["free"] * pool["size_kib"] / 1024 for pool in usage.hugepages if pool["size_kib"] == hugepage_kib)
+
+
+def editor_hosts(
+    form: NumaPinningForm, usage: dict, conflicts: dict[int, list[str]], fits: dict[int, HostVerdict]
+) -> list[dict]:
     """Each placement host as the editor draws it: its NUMA nodes side by side, each with its CPUs, free
     memory and hugepages, and the vNUMA nodes pinned to it; plus the vNUMA nodes not pinned there."""
     out = []
     vnodes = form.vnodes
+    hugepage_kib = form.config.hugepage_kib
     for position, host in enumerate(form.hosts):
         pins = form.pins(host)
         mirrored = position > 0 and form.same_as_first(host)
@@ -228,7 +261,8 @@ def editor_hosts(form: NumaPinningForm, usage: dict, conflicts: dict[int, list[s
                 }
             )
         for column in columns:
-            column["over"] = column["usage"] is not None and column["assigned_mib"] > column["usage"].free_mib
+            free = None if column["usage"] is None else _free_mib(column["usage"], hugepage_kib)
+            column["over"] = free is not None and column["assigned_mib"] > free
         out.append(
             {
                 "host": host,
@@ -237,14 +271,16 @@ def editor_hosts(form: NumaPinningForm, usage: dict, conflicts: dict[int, list[s
                 "columns": columns,
                 "unpinned": [chip(v) for v in vnodes if not pins[v.index] or pins[v.index][0] not in known],
                 "conflicts": conflicts.get(host.pk, []),
+                "fit": fits.get(host.pk),
             }
         )
     return out
 
 
 def numa_editor(config: VmConfig, hosts: list, form: NumaPinningForm) -> dict:
-    """The editor's page: each placement host's columns with what the other VMs leave free there, the vNUMA
-    nodes with their tune modes, and clean()'s verdict on the pinning as shown (``general``)."""
+    """The editor's page: each placement host's columns with what the other VMs leave free there and the
+    verdicts on the pinning as shown (clean()'s, and the scheduler's for a start now), the vNUMA nodes with
+    their tune modes, and clean()'s errors not tied to a host (``general``)."""
     others = Allocation.objects.filter(host__in=hosts)
     if isinstance(config, VirtualMachine):
         others = others.exclude(vm_id=config.pk)
@@ -252,9 +288,15 @@ def numa_editor(config: VmConfig, hosts: list, form: NumaPinningForm) -> dict:
     for row in others:
         by_host[row.host_id].append(row)
     usage = {h.pk: node_usage(h, by_host[h.pk]) for h in hosts}
-    conflicts, general = pinning_conflicts(config, hosts, form.numa_nodes()) if hosts and form.vnodes else ({}, [])
+    conflicts: dict[int, list[str]] = {}
+    general: list[str] = []
+    fits: dict[int, HostVerdict] = {}
+    if hosts and form.vnodes:
+        nodes = form.numa_nodes()
+        conflicts, general = pinning_conflicts(config, hosts, nodes)
+        fits = start_fit(config, hosts, nodes, conflicts, general)
     return {
-        "hosts": editor_hosts(form, usage, conflicts) if hosts else [],
+        "hosts": editor_hosts(form, usage, conflicts, fits) if hosts else [],
         "general": general,
         "vnodes": [(v, form.tune_mode(v.index)) for v in form.vnodes],
         "tune_modes": form.fields[f"tune-{form.vnodes[0].index}"].choices if form.vnodes else [],
@@ -264,26 +306,31 @@ def numa_editor(config: VmConfig, hosts: list, form: NumaPinningForm) -> dict:
 # -- the Migrate dialog ------------------------------------------------------------------------------------------
 
 
-def destination_rows(vms: list[VirtualMachine]) -> tuple[list[dict], list[dict]]:
-    """Every host with the scheduler's verdict for all the VMs: eligible ones by rank, refused ones with each
-    filter's reason (prefixed by the VM when several are migrated)."""
+def destination_rows(vms: list[VirtualMachine]) -> tuple[list[dict], list[dict], list[VirtualMachine]]:
+    """Every host of the VMs' cluster (one: see ``migration_plan``) with the scheduler's verdict for all of
+    them: eligible ones by rank, refused ones with each filter's reason (prefixed by the VM when several are
+    migrated). The VMs' own hosts (``own``: placement host, or the source) come before the others. Last, the
+    VMs no host takes: without them the automatic choice can place each VM, even where no one host takes all."""
+    placement = {host.pk for vm in vms for host in vm.placement_hosts.all()}
+    sources = {vm.host_id for vm in vms}
     rows: dict[int, dict] = {}
+    homeless = []
     for vm in vms:
-        for verdict in migration_candidates(vm):
-            row = rows.setdefault(verdict.host.pk, {"host": verdict.host, "ranks": [], "reasons": [], "vms": set()})
-            row["vms"].add(vm.pk)
+        verdicts = migration_candidates(vm)
+        if not any(verdict.eligible for verdict in verdicts):
+            homeless.append(vm)
+        for verdict in verdicts:
+            host = verdict.host
+            own = "placement host" if host.pk in placement else "source" if host.pk in sources else ""
+            row = rows.setdefault(host.pk, {"host": host, "own": own, "ranks": [], "reasons": []})
             if verdict.eligible:
                 row["ranks"].append((vm, verdict.rank))
             else:
                 row["reasons"].extend((vm, name, reason) for name, reason in verdict.rejections)
-    for row in rows.values():
-        for vm in vms:
-            if vm.pk not in row["vms"]:
-                row["reasons"].append((vm, "Cluster", f"the host is not in cluster {vm.cluster.name}"))
-        row["eligible"] = not row["reasons"]
     eligible = sorted(
-        (r for r in rows.values() if r["eligible"]),
+        (r for r in rows.values() if not r["reasons"]),
         key=lambda r: (sum(rank or 0 for _, rank in r["ranks"]), r["host"].name),
     )
-    refused = sorted((r for r in rows.values() if not r["eligible"]), key=lambda r: r["host"].name)
-    return eligible, refused
+    order = {"placement host": 0, "source": 1, "": 2}
+    refused = sorted((r for r in rows.values() if r["reasons"]), key=lambda r: (order[r["own"]], r["host"].name))
+    return eligible, refused, homeless

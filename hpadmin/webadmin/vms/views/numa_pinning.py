@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, render
 
+from hpadmin.operations import audit
 from hpadmin.utilities.htmx import client_redirect, render_two_ways
 from hpadmin.utilities.views import staff_required
 from hpadmin.vms.services import save_numa_nodes
@@ -25,11 +26,13 @@ def numa_pinning(request, kind: str, pk: int):
     checking = "_check" in request.POST
     general: list[str] = []
     if request.method == "POST" and not checking and form.is_valid():
+        before = audit.snapshot(config)
         try:
-            save_numa_nodes(config, form.numa_nodes(), hosts)
+            saved = save_numa_nodes(config, form.numa_nodes(), hosts)
         except ValidationError as exc:
             general = list(exc.messages)
         else:
+            audit.record_numa_pinning(saved, before, request.user)
             messages.success(request, f"NUMA pinning of {config.name} saved.")
             return client_redirect(request, config.get_absolute_url())
     if form.is_bound and not form.is_valid():
