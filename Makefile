@@ -36,7 +36,7 @@ demo: migrate
 
 ## Serve the app on http://127.0.0.1:8000 with a Celery worker and beat, on the embedded defaults.
 run: demo
-	DEBUG=$${DEBUG:-1} scripts/run-local
+	scripts/run-local
 
 ## The import contracts, then the test suite (SQLite by default; set DATABASE_URL / CELERY_BROKER_URL for
 ## PostgreSQL and Redis).

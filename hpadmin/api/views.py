@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from hpadmin.inventory.models import Cluster, Host
 from hpadmin.inventory.services import refresh_capabilities
+from hpadmin.operations import audit
 from hpadmin.operations.models import Event, MigrationJob
 from hpadmin.operations.services import (
     OperationError,
@@ -47,8 +48,23 @@ class ApiViewMixin:
         return exception_handler
 
 
+class AuditedModelViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    """A resource whose creations, changes and removals go to the audit trail, as the portal's do."""
+
+    def perform_create(self, serializer) -> None:
+        audit.record_created(serializer.save(), self.request.user)
+
+    def perform_update(self, serializer) -> None:
+        before = audit.snapshot(serializer.instance)
+        audit.record_changed(serializer.save(), before, self.request.user)
+
+    def perform_destroy(self, instance) -> None:
+        instance.delete()
+        audit.record_removed(instance, self.request.user)
+
+
 @extend_schema_view(destroy=extend_schema(responses={204: None, 409: CONFLICT}))
-class ClusterViewSet(ApiViewMixin, viewsets.ModelViewSet):
+class ClusterViewSet(AuditedModelViewSet):
     """Clusters: hosts that VMs may migrate between, with their scheduling and migration defaults."""
 
     queryset = Cluster.objects.all()
@@ -83,7 +99,9 @@ class HostViewSet(
     def create(self, request: Request, *args, **kwargs) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return self.host_response(serializer.save(), status.HTTP_201_CREATED)
+        host = serializer.save()
+        audit.record_created(host, request.user)
+        return self.host_response(host, status.HTTP_201_CREATED)
 
     @extend_schema(
         request=None,
@@ -92,11 +110,14 @@ class HostViewSet(
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk=None) -> Response:
         """Read the host's topology from its hypervisor again."""
-        return self.host_response(refresh_capabilities(self.get_object()))
+        host = self.get_object()
+        before = audit.snapshot(host)
+        audit.record_capabilities_refreshed(refresh_capabilities(host), before, request.user)
+        return self.host_response(host)
 
 
 @extend_schema_view(destroy=extend_schema(responses={204: None, 409: CONFLICT}))
-class TemplateViewSet(ApiViewMixin, viewsets.ModelViewSet):
+class TemplateViewSet(AuditedModelViewSet):
     """Templates: VM configurations that new VMs and pools inherit (placement hosts included)."""
 
     queryset = Template.objects.prefetch_related("placement_hosts")
@@ -105,7 +126,7 @@ class TemplateViewSet(ApiViewMixin, viewsets.ModelViewSet):
     ordering_fields = ["id", "name", "memory_mib"]
 
 
-class PoolViewSet(ApiViewMixin, viewsets.ModelViewSet):
+class PoolViewSet(AuditedModelViewSet):
     """Pools: sets of like VMs made from a template; a new pool starts from its template's configuration."""
 
     queryset = Pool.objects.prefetch_related("placement_hosts")
@@ -115,7 +136,7 @@ class PoolViewSet(ApiViewMixin, viewsets.ModelViewSet):
 
 
 @extend_schema_view(destroy=extend_schema(responses={204: None, 409: CONFLICT}))
-class VirtualMachineViewSet(ApiViewMixin, viewsets.ModelViewSet):
+class VirtualMachineViewSet(AuditedModelViewSet):
     """VMs, and what can be done to them: start, stop, migrate, cancel a migration, ask where they could go."""
 
     queryset = VirtualMachine.objects.prefetch_related("placement_hosts")
@@ -126,7 +147,7 @@ class VirtualMachineViewSet(ApiViewMixin, viewsets.ModelViewSet):
     def perform_destroy(self, instance: VirtualMachine) -> None:
         if instance.status != VmStatus.DOWN:
             raise OperationError(f"Cannot remove VM {instance.name}: stop it first.", status=status.HTTP_409_CONFLICT)
-        instance.delete()
+        super().perform_destroy(instance)
 
     def vm_response(self, vm: VirtualMachine) -> Response:
         vm = self.get_queryset().get(pk=vm.pk)

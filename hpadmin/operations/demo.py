@@ -305,8 +305,9 @@ def ensure_admin(stdout) -> None:
 
 
 @transaction.atomic
-def build_inventory() -> list[VirtualMachine]:
-    """Create what is missing of the demo inventory; return the VMs the demo starts."""
+def build_inventory() -> tuple[list[VirtualMachine], list[VirtualMachine]]:
+    """Create what is missing of the demo inventory; return the VMs created (those of pools too) and the ones
+    of them the demo starts."""
     clusters = {}
     for name, values in CLUSTERS.items():
         clusters[name], _ = Cluster.objects.get_or_create(name=name, defaults=values)
@@ -323,10 +324,11 @@ def build_inventory() -> list[VirtualMachine]:
         if name not in templates:
             templates[name] = _new_config(Template, name, clusters[cluster], values)
     existing_vms = set(VirtualMachine.objects.values_list("name", flat=True))
-    to_start = []
+    created, to_start = [], []
     for name, cluster, values, host_names, start in VMS:
         if name not in existing_vms:
             vm = _new_config(VirtualMachine, name, clusters[cluster], values, hosts=[hosts[h] for h in host_names])
+            created.append(vm)
             if start:
                 to_start.append(vm)
     for name, template_name, size in POOLS:
@@ -340,9 +342,10 @@ def build_inventory() -> list[VirtualMachine]:
                 vm = _new_config(
                     VirtualMachine, vm_name, pool.cluster, {"pool": pool, "template": template}, source=pool
                 )
+                created.append(vm)
                 if i == 1:
                     to_start.append(vm)
-    return to_start
+    return created, to_start
 
 
 SCALE_SHAPES = [

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
@@ -25,7 +28,7 @@ from scheduler.core.pipeline import check_migration_mode
 from scheduler.services import HostVerdict, NoHostError
 from scheduler.snapshot import vm_request
 
-from . import events
+from . import audit, events
 from .errors import OperationError
 from .models import JobState, MigrationJob, MigrationMode, Severity
 from .specs import domain_spec
@@ -35,9 +38,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "HostVerdict",
+    "Migrations",
+    "Skipped",
     "cancel_migration",
     "migrate_vms",
     "migration_candidates",
+    "migration_plan",
     "start_vm",
     "stop_vm",
 ]
@@ -62,7 +68,7 @@ def _busy(vm: VirtualMachine, action: str) -> OperationError:
 
 def start_vm(vm: VirtualMachine, user=None, *, host: Host | None = None) -> VirtualMachine:
     """Place the VM with the scheduler (on ``host`` if given), claim its resources and start it there."""
-    with transaction.atomic():
+    with audit.refused_start(vm, user), transaction.atomic():
         vm = _locked(vm)
         if vm.status != VmStatus.DOWN:
             raise _busy(vm, "run")
@@ -78,7 +84,9 @@ def start_vm(vm: VirtualMachine, user=None, *, host: Host | None = None) -> Virt
         allocation = scheduling.claim(vm, action="start", destination=host)
     except NoHostError as exc:
         vm.move(VmStatus.STARTING, VmStatus.DOWN)
-        raise OperationError(f"Cannot run VM {vm.name}: {exc.message}", _rejections(exc)) from None
+        refusal = OperationError(f"Cannot run VM {vm.name}: {exc.message}", _rejections(exc))
+        audit.record_refused_start(vm, refusal, user)
+        raise refusal from None
     except BaseException:
         vm.move(VmStatus.STARTING, VmStatus.DOWN)
         raise
@@ -103,7 +111,7 @@ def start_vm(vm: VirtualMachine, user=None, *, host: Host | None = None) -> Virt
             f"Cannot run VM {vm.name} on {target.name}: {why}", status=409 if expected else 502
         ) from exc
     with transaction.atomic():
-        vm.move(VmStatus.STARTING, VmStatus.UP, host=target, cpu_flags_at_start=sorted(target.cpu_flags))
+        vm.move(VmStatus.STARTING, VmStatus.UP, **VirtualMachine.started_on(target))
         scheduling.activate(allocation)
         events.record("vm_started", f"VM {vm.name} started on Host {target.name}.", user=user, vm=vm, host=target)
     vm.refresh_from_db()
@@ -208,6 +216,53 @@ def _core_request(destination: Host | None, force: bool) -> core.ScheduleRequest
     return core.ScheduleRequest(action="migrate", destination=destination.pk if destination else None, force=force)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A VM of a migration request that stays where it is: the refusal's message and its HTTP-like status."""
+
+    vm: VirtualMachine
+    message: str
+    status: int
+
+
+class Migrations(list[MigrationJob]):
+    """The jobs of one migration request, one per VM that moves, and ``skipped``: the VMs that stay, with why."""
+
+    def __init__(self, jobs: Iterable[MigrationJob], skipped: list[Skipped]) -> None:
+        super().__init__(jobs)
+        self.skipped = skipped
+
+
+def _sort_out(
+    vms: list[VirtualMachine], destination: Host | None, force: bool, busy: set[int]
+) -> tuple[list[VirtualMachine], list[Skipped]]:
+    """The VMs that may move as asked, and the others with why. One request moves VMs within one cluster: the
+    one that most of the movable VMs are in (on a tie, the cluster first by name), whatever order they come in."""
+    refusals = {vm.pk: refusal for vm in vms if (refusal := _refusal(vm, destination, force, busy)) is not None}
+    movable = [vm for vm in vms if vm.pk not in refusals]
+    counts = Counter(vm.cluster_id for vm in movable)
+    if len(counts) > 1:
+        home = min((vm.cluster for vm in movable), key=lambda c: (-counts[c.pk], c.name))
+        for vm in movable:
+            if vm.cluster_id != home.pk:
+                refusals[vm.pk] = (
+                    f"Cannot migrate VM {vm.name}: it is in cluster {vm.cluster.name} and the other VMs are in "
+                    f"{home.name}; VMs migrate within their cluster, so migrate it on its own.",
+                    400,
+                )
+        movable = [vm for vm in movable if vm.cluster_id == home.pk]
+    return movable, [Skipped(vm, *refusals[vm.pk]) for vm in vms if vm.pk in refusals]
+
+
+def migration_plan(
+    vms: list[VirtualMachine], destination: Host | None = None, *, force: bool = False
+) -> tuple[list[VirtualMachine], list[Skipped]]:
+    """Which of ``vms`` a migration request would move and why each other one stays: the rule
+    :func:`migrate_vms` applies under the VMs' locks, read without them (for the Migrate dialog)."""
+    busy = set(MigrationJob.objects.filter(vm__in=vms).active().values_list("vm_id", flat=True))
+    return _sort_out(vms, destination, force, busy)
+
+
 def migrate_vms(
     vms: list[VirtualMachine],
     destination: Host | None = None,
@@ -216,11 +271,13 @@ def migrate_vms(
     user=None,
     reason: str = "user",
     reason_text: str = "",
-) -> list[MigrationJob]:
+) -> Migrations:
     """Ask for the live migration of ``vms`` to ``destination`` (None: the scheduler chooses per VM).
 
-    Every VM is validated first and nothing happens unless all pass; an explicit destination must pass
-    every scheduling filter now, and the refusal lists each filter's reason. Jobs start on commit.
+    Every VM is validated first: those that may move get a job, the others stay and are reported in
+    ``skipped`` with why (see :func:`migration_plan`); when none may move, the refusal lists every VM's reason.
+    An explicit destination must pass every scheduling filter now, and its refusal lists each filter's
+    reason. Jobs start on commit.
     """
     if not vms:
         raise OperationError("Select at least one VM to migrate.", {"vms": ["Select at least one VM."]})
@@ -233,12 +290,12 @@ def migrate_vms(
                 .order_by("pk")
             )
             busy = set(MigrationJob.objects.filter(vm__in=locked).active().values_list("vm_id", flat=True))
-            refusals = {vm.name: r for vm in locked if (r := _refusal(vm, destination, force, busy)) is not None}
-            if refusals:
+            movable, skipped = _sort_out(locked, destination, force, busy)
+            if not movable:
                 raise OperationError(
-                    " ".join(message for message, _ in refusals.values()),
-                    {name: [message] for name, (message, _) in refusals.items()},
-                    status=max(status for _, status in refusals.values()),
+                    " ".join(s.message for s in skipped),
+                    {s.vm.name: [s.message] for s in skipped},
+                    status=max(s.status for s in skipped),
                 )
             jobs = [
                 MigrationJob.objects.create(
@@ -251,13 +308,13 @@ def migrate_vms(
                     mode=MigrationMode.MANUAL if destination else MigrationMode.AUTOMATIC,
                     force=force,
                 )
-                for vm in locked
+                for vm in movable
             ]
             transaction.on_commit(dispatch_pending)
     except IntegrityError:  # the database's "one active job per VM", should a lock ever be missing
         names = ", ".join(vm.name for vm in vms)
         raise OperationError(f"Cannot migrate VM {names}: a migration is already in progress.", status=409) from None
-    return jobs
+    return Migrations(jobs, skipped)
 
 
 def cancel_migration(job: MigrationJob, user=None) -> MigrationJob:

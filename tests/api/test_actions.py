@@ -52,6 +52,21 @@ def test_start_where_nothing_fits_is_400_with_each_host_reason(api, cluster, hos
     assert set(r.json()["errors"]) == {"h1", "h2"}
 
 
+def test_a_refused_start_names_the_vms_own_host_first_with_its_reason(api, cluster, hosts):
+    for name in ("a1", "a2", "a3"):  # before the VM's own host in any order by name
+        make_host(cluster, name=name, numa_nodes=2, cores=4, threads=2, hp2m=2048)
+    own = make_host(cluster, name="z-own", numa_nodes=2, cores=4, threads=2)  # no hugepages
+    vm = hp_vm(cluster, migration_mode="pinned", hosts=[own])
+    r = post(api, vm, "start")
+    assert r.status_code == 400
+    detail = r.json()["detail"]
+    assert detail.startswith(
+        f"Cannot run VM {vm.name}: There is no host that satisfies the scheduling constraints for VM {vm.name}: "
+        "host z-own did not satisfy filter HugePages because "
+    )
+    assert detail.endswith("; and 3 more hosts")
+
+
 # -- migrate ----------------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,8 @@
 """The admin's whole flow in a real Chromium: create an HP VM, pin its vNUMA nodes on two hosts of different
 NUMA layouts by drag and drop, start it, see the Migrate dialog's verdicts, migrate it automatically and find
-it on its new host with its new pinning. A screenshot of every step lands in artifacts/screenshots/.
+it on its new host with its new pinning. Then two dialogs that must not lose things: the first OK click after
+typing a pinning, and a migration of a running VM selected with a stopped one. A screenshot of every step lands
+in artifacts/screenshots/.
 
 Runs only with HPADMIN_BROWSER_TESTS=1 (``make test-browser``); it drives Debian's /usr/bin/chromium.
 """
@@ -13,11 +15,13 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 
 from hpadmin.operations.models import Event, MigrationJob
+from hpadmin.operations.services import start_vm
 from hpadmin.vms.models import VirtualMachine
 from scheduler.models import Allocation
-from tests.factories import make_cluster, make_host
+from tests.factories import make_cluster, make_host, make_vm
 from tests.operations.test_worker import workers  # noqa: F401 - fixture
 
 pytestmark = [
@@ -74,6 +78,14 @@ def page(live_server, monkeypatch):
     assert not errors, errors
 
 
+def log_in(page) -> None:
+    page.goto("/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
 
@@ -126,10 +138,7 @@ def test_hp_vm_from_creation_to_migration(page, inventory, workers):  # noqa: F8
     # Log in.
     page.goto("/login/")
     shot(page, "01-login")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/")
+    log_in(page)
 
     # New VM: choosing "High Performance" applies the profile at once and says what changed and why.
     page.goto("/vms/")
@@ -271,3 +280,64 @@ def test_hp_vm_from_creation_to_migration(page, inventory, workers):  # noqa: F8
     page.goto("/events/")
     assert "hp-flow" in page.locator("#list").inner_text()
     shot(page, "13-events")
+
+
+def test_the_first_ok_click_after_typing_a_pinning_saves(page, inventory):
+    """The blur of a typed pinning field sends its check as the mouse goes down on OK: the click must still
+    submit the dialog, in New and in Edit."""
+    cluster, _ = inventory
+    log_in(page)
+    dialog = page.locator("#modal-content")
+    ok = dialog.locator("button[type=submit]", has_text="OK")
+
+    page.goto("/vms/")
+    page.click("text=New VM")
+    dialog.locator("#id_name").press_sequentially("typed-new")
+    with refresh_after(page, "cluster"):
+        dialog.locator("#id_cluster").select_option(str(cluster.pk))
+    dialog.locator("#tab-resources").click()
+    with refresh_after(page, "cpu_pinning_policy"):
+        dialog.locator("#id_cpu_pinning_policy").select_option("manual")
+    dialog.locator("#id_cpu_pinning").press_sequentially("0#1")
+    with page.expect_request(lambda r: "_validate=cpu_pinning" in r.url):
+        ok.click()
+    page.wait_for_selector("text=Virtual machine typed-new created.")
+    assert VirtualMachine.objects.get(name="typed-new").cpu_pinning == "0#1"
+
+    vm = make_vm(cluster, name="typed-edit")
+    page.goto(vm.get_absolute_url())
+    page.locator(f"a[hx-get='{reverse('vm-edit', args=[vm.pk])}']").click()
+    dialog_open(page, "#vm-form")
+    dialog.locator("#tab-resources").click()
+    dialog.locator("#id_emulator_pinning").press_sequentially("0-1")
+    with page.expect_request(lambda r: "_validate=emulator_pinning" in r.url):
+        ok.click()
+    page.wait_for_selector("text=Virtual machine typed-edit saved.")
+    vm.refresh_from_db()
+    assert vm.emulator_pinning == "0-1"
+
+
+def test_a_stopped_vm_in_the_selection_does_not_block_the_running_one(page, inventory):
+    cluster, hosts = inventory
+    mover = start_vm(make_vm(cluster, name="mover"), host=hosts["left"])
+    sleeper = make_vm(cluster, name="sleeper")
+    log_in(page)
+    page.goto("/vms/")
+    for vm in (mover, sleeper):
+        page.locator(f"#list input[name=vm][value='{vm.pk}']").check()
+    page.locator("button", has_text="Migrate selected").click()
+    dialog_open(page, "#migrate-form")
+    migrate = page.locator("#migrate-form")
+    assert "Migrate 1 Virtual Machine to the selected Host." in migrate.inner_text()
+    assert "Cannot migrate VM sleeper: it is not running." in migrate.locator("#migrate-skipped").inner_text()
+    assert migrate.locator("#destination-auto").is_checked()
+    assert migrate.locator("tr.eligible[data-name='hp-right']").count() == 1
+    shot(page, "14-migrate-with-a-stopped-vm")
+
+    migrate.locator("button[type=submit]", has_text="Migrate").click()
+    page.wait_for_selector("text=Migration of mover requested.")
+    page.wait_for_selector("text=Not migrated: Cannot migrate VM sleeper: it is not running.")
+    mover.refresh_from_db()
+    assert MigrationJob.objects.get(vm=mover).state == "succeeded" and mover.host != hosts["left"]
+    assert not MigrationJob.objects.filter(vm=sleeper).exists()
+    shot(page, "15-mixed-migration-done")

@@ -1,5 +1,7 @@
 """The demo command builds a varied, idempotent inventory, and scales for benchmarks."""
 
+from io import StringIO
+
 import pytest
 from django.core.management import call_command
 
@@ -58,3 +60,14 @@ def test_demo_scales(settings, tmp_path):
     assert all(h.cpus.count() == h.sockets * h.cores_per_socket * h.threads_per_core for h in scale.hosts.all())
     call_command("demo", "--no-start", "--hosts", "30", "--vms", "200")
     assert VirtualMachine.objects.filter(cluster=scale).count() == 200
+
+
+def test_demo_counts_what_it_created_and_started(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    out = StringIO()
+    call_command("demo", stdout=out)
+    vms, up = VirtualMachine.objects.count(), VirtualMachine.objects.filter(status="up").count()
+    assert f"Demo inventory ready ({vms} VMs created, {up} started)." in out.getvalue()
+    again = StringIO()
+    call_command("demo", stdout=again)
+    assert "Demo inventory ready (0 VMs created, 0 started)." in again.getvalue()

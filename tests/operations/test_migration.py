@@ -17,6 +17,7 @@ from hpadmin.operations.services import (
     cancel_migration,
     migrate_vms,
     migration_candidates,
+    migration_plan,
     start_vm,
 )
 from hpadmin.operations.tasks import dispatch_pending
@@ -131,13 +132,67 @@ def test_explicit_destination_failing_filters_lists_every_reason(cluster, hosts)
     assert not MigrationJob.objects.exists()
 
 
-def test_all_or_nothing_for_several_vms(cluster, hosts):
-    good = running_vm(cluster, hosts[0])
-    bad = running_vm(cluster, hosts[0], migration_mode="pinned", hosts=[hosts[0]])
+def test_several_vms_move_those_that_can_and_report_the_others(cluster, hosts):
+    good = running_vm(cluster, hosts[0], name="good")
+    pinned = running_vm(cluster, hosts[0], name="pinned", migration_mode="pinned", hosts=[hosts[0]])
+    down = make_vm(cluster, name="down")
+    busy = running_vm(cluster, hosts[1], name="busy")
+    MigrationJob.objects.create(vm=busy, source=hosts[1], mode="automatic", state=JobState.MIGRATING)
+    jobs = migrate_vms([down, good, busy, pinned], force=True)
+    assert [job.vm for job in jobs] == [good] and MigrationJob.objects.filter(vm=good).count() == 1
+    why = {s.vm.name: s.message for s in jobs.skipped}
+    assert why == {
+        "pinned": "Cannot migrate VM pinned: VM pinned is pinned to host: its migration mode does not allow migration.",
+        "down": "Cannot migrate VM down: it is not running.",
+        "busy": "Cannot migrate VM busy: a migration is already in progress.",
+    }
+    assert not MigrationJob.objects.filter(vm__in=[pinned, down]).exists()
+
+
+def test_when_no_vm_can_move_the_refusal_gives_every_reason(cluster, hosts):
+    down = make_vm(cluster, name="down")
+    pinned = running_vm(cluster, hosts[0], name="pinned", migration_mode="pinned", hosts=[hosts[0]])
     with pytest.raises(OperationError) as exc:
-        migrate_vms([good, bad], force=True)
-    assert set(exc.value.errors) == {bad.name}
+        migrate_vms([down, pinned], force=True)
+    assert set(exc.value.errors) == {"down", "pinned"} and exc.value.status == 409
+    assert "it is not running" in exc.value.message and "pinned to host" in exc.value.message
     assert not MigrationJob.objects.exists()
+
+
+def test_one_request_moves_vms_of_one_cluster_the_one_most_of_them_are_in(cluster, hosts):
+    other = make_cluster("b-other")
+    other_host = make_host(other, name="o1", numa_nodes=2, cores=4, threads=2, hp2m=2048)
+    make_host(other, name="o2", numa_nodes=2, cores=4, threads=2, hp2m=2048)
+    a = running_vm(cluster, hosts[0], name="a", cores=1)
+    b = running_vm(cluster, hosts[1], name="b", cores=1)
+    stray = running_vm(other, other_host, name="stray", cores=1)
+    jobs = migrate_vms([stray, a, b], force=True)
+    assert sorted(job.vm.name for job in jobs) == ["a", "b"]
+    [skipped] = jobs.skipped
+    assert skipped.vm == stray
+    assert skipped.message == (
+        "Cannot migrate VM stray: it is in cluster b-other and the other VMs are in c1; "
+        "VMs migrate within their cluster, so migrate it on its own."
+    )
+
+
+def test_a_tie_between_clusters_goes_to_the_cluster_first_by_name_whatever_the_order(cluster, hosts):
+    other = make_cluster("b-other")
+    other_host = make_host(other, name="o1", numa_nodes=2, cores=4, threads=2, hp2m=2048)
+    here = running_vm(cluster, hosts[0], name="here", cores=1)
+    there = running_vm(other, other_host, name="there", cores=1)
+    for order in ([here, there], [there, here]):
+        movable, skipped = migration_plan(order, force=True)
+        assert movable == [there] and [s.vm for s in skipped] == [here]
+
+
+def test_the_plan_the_dialog_shows_is_what_the_request_does(cluster, hosts):
+    good = running_vm(cluster, hosts[0], name="good")
+    down = make_vm(cluster, name="down")
+    movable, skipped = migration_plan([good, down], force=True)
+    jobs = migrate_vms([good, down], force=True)
+    assert [job.vm for job in jobs] == movable == [good]
+    assert [(s.vm, s.message) for s in jobs.skipped] == [(s.vm, s.message) for s in skipped]
 
 
 def test_candidates_show_verdict_per_host(cluster, hosts):

@@ -151,3 +151,90 @@ def test_migrate_dialog_for_several_vms_judges_each_host_for_all(admin_client, r
     refused = {row["host"].name: row["reasons"] for row in response.context["refused"]}
     assert {vm.name for vm, _, _ in refused["no-numa"]} == {"hp-vm"}  # only the NUMA-pinned VM is refused there
     assert "(hp-vm)" in content
+
+
+def test_a_stopped_vm_in_the_selection_is_listed_and_the_running_one_still_migrates(
+    admin_client, running, cluster, django_capture_on_commit_callbacks
+):
+    from tests.factories import make_vm
+
+    stopped = make_vm(cluster, name="stopped")
+    selection = {"vm": [running.pk, stopped.pk]}
+    response = admin_client.get(reverse("vm-migrate"), selection, headers=HTMX)
+    content = response.content.decode()
+    assert "Migrate 1 Virtual Machine to the selected Host." in content
+    skipped = content.split('id="migrate-skipped"')[1].split("</div>")[0]
+    assert "Not migrated:" in skipped and "Cannot migrate VM stopped: it is not running." in skipped
+    other = ({"two-nodes", "four-nodes"} - {running.host.name}).pop()
+    assert [row["host"].name for row in response.context["eligible"]] == [other]
+    assert all("stopped" not in str(row["reasons"]) for row in response.context["refused"])
+    assert "Select Host Automatically" in content
+    assert '<button type="submit" class="btn btn-primary">Migrate</button>' in content
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = admin_client.post(reverse("vm-migrate"), {**selection, "destination": ""}, headers=HTMX)
+    assert done["HX-Redirect"] == "/"
+    assert MigrationJob.objects.get(vm=running).state == "succeeded"
+    assert not MigrationJob.objects.filter(vm=stopped).exists()
+    page = admin_client.get("/").content.decode()
+    assert "Migration of hp-vm requested." in page
+    assert "Not migrated: Cannot migrate VM stopped: it is not running." in page
+
+
+def test_a_vm_that_may_not_migrate_says_why_and_offers_no_host(admin_client, cluster, hosts):
+    from tests.factories import make_vm
+
+    pinned = start_vm(make_vm(cluster, hosts=[hosts["two"]], name="pinned", migration_mode="pinned"))
+    content = admin_client.get(reverse("vm-migrate"), {"vm": pinned.pk}, headers=HTMX).content.decode()
+    skipped = content.split('id="migrate-skipped"')[1].split("</div>")[0]
+    assert "Nothing can be migrated." in skipped
+    assert "its migration mode does not allow migration" in skipped
+    assert "Select Host Automatically" not in content and "destination-list" not in content
+    assert "No available host" not in content
+    assert '<button type="submit" class="btn btn-primary" disabled>Migrate</button>' in content
+
+
+def test_the_vms_own_hosts_come_first_among_the_refused(admin_client, hp_vm, hosts):
+    running = start_vm(hp_vm, host=hosts["two"])
+    response = admin_client.get(reverse("vm-migrate"), {"vm": running.pk}, headers=HTMX)
+    refused = response.context["refused"]
+    assert [(row["host"].name, row["own"]) for row in refused] == [
+        ("two-nodes", "placement host"),
+        ("in-maintenance", ""),
+        ("no-numa", ""),
+    ]
+    assert '<span class="badge text-bg-secondary">placement host</span>' in response.content.decode()
+
+
+def test_vms_with_no_common_host_still_migrate_with_the_automatic_choice(
+    admin_client, django_capture_on_commit_callbacks
+):
+    from tests.factories import make_cluster, make_host, make_vm
+
+    cluster = make_cluster("swap")
+    left, right = (make_host(cluster, name=name, numa_nodes=1, cores=4, threads=1) for name in ("left", "right"))
+    one = start_vm(make_vm(cluster, name="one"), host=left)
+    two = start_vm(make_vm(cluster, name="two"), host=right)
+    selection = {"vm": [one.pk, two.pk]}
+    response = admin_client.get(reverse("vm-migrate"), selection, headers=HTMX)
+    content = response.content.decode()
+    # Each may go only where the other runs: no host takes both, yet each has one.
+    assert response.context["eligible"] == [] and response.context["homeless"] == []
+    assert "No one host takes all 2 VMs" in content and "No available host" not in content
+    assert '<button type="submit" class="btn btn-primary">Migrate</button>' in content
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("vm-migrate"), {**selection, "destination": ""}, headers=HTMX)
+    one.refresh_from_db()
+    two.refresh_from_db()
+    assert (one.host, two.host) == (right, left)
+
+
+def test_a_vm_no_host_takes_is_named_and_migrate_is_disabled(admin_client, running, hosts):
+    for host in hosts.values():
+        if host != running.host:
+            host.status = "maintenance"
+            host.save(update_fields=["status"])
+    content = admin_client.get(reverse("vm-migrate"), {"vm": running.pk}, headers=HTMX).content.decode()
+    assert "No available host to migrate hp-vm to." in content
+    assert '<button type="submit" class="btn btn-primary" disabled>Migrate</button>' in content

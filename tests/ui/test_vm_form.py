@@ -33,7 +33,6 @@ def form_data(cluster, **values):
         "numa_tune_mode": "strict",
         "ha_priority": 1,
         "watchdog": "none",
-        "multi_queues": "on",
         "virtio_rng": "on",
         "memory_balloon": "on",
     }
@@ -53,6 +52,18 @@ def test_choosing_high_performance_applies_the_profile_and_says_why(admin_client
     assert form["cpu_passthrough"].value() is True and form["memory_balloon"].value() is False
     assert form["migration_mode"].value() == "user_migratable" and form["headless"].value() is True
     assert 'value="typed-name"' in content  # nothing typed is lost
+
+
+def test_back_to_server_the_migration_mode_note_says_why_automatic_moves_are_allowed(admin_client, cluster):
+    was_hp = {"migration_mode": "user_migratable", "cpu_passthrough": "on", "_changed": "optimized_for"}
+    response = admin_client.get(reverse("vm-new"), form_data(cluster, **was_hp), headers=HTMX)
+    note = response.content.decode().split('id="profile-note"')[1].split("</div>")[0]
+    assert response.context["form"]["migration_mode"].value() == "migratable"
+    assert (
+        "Migration mode</strong> → Allow manual and automatic migration: with no pinning settings to keep, "
+        "load balancing may move it too." in note
+    )
+    assert "only when an admin asks" not in note
 
 
 def test_a_pinning_setting_moves_the_migration_mode_to_manual_only(admin_client, cluster):

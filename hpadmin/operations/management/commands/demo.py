@@ -12,8 +12,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-start", action="store_true", help="Leave every VM down.")
 
     def handle(self, *args, hosts: int, vms: int, no_start: bool, **options):
-        created = demo.build_inventory()
-        started = [] if no_start else demo.start_vms(created)
+        created, to_start = demo.build_inventory()
+        started = [] if no_start else demo.start_vms(to_start)
         self.stdout.write(f"Demo inventory ready ({len(created)} VMs created, {len(started)} started).")
         if hosts or vms:
             new_hosts, new_vms = demo.build_scale(hosts, vms)

@@ -30,6 +30,7 @@ TABS = [
             "placement_hosts",
             "migration_mode",
             "cpu_passthrough",
+            "use_tsc_frequency",
             "migration_policy",
             "max_downtime_ms",
             "auto_converge",
@@ -39,14 +40,14 @@ TABS = [
     (
         "resources",
         "Resource allocation",
-        ["cpu_pinning_policy", "cpu_pinning", "io_threads", "emulator_pinning", "memory_balloon", "multi_queues"],
+        ["cpu_pinning_policy", "cpu_pinning", "io_threads", "emulator_pinning", "memory_balloon"],
     ),
     ("numa", "NUMA", ["numa_node_count", "numa_tune_mode"]),
     ("ha", "High availability", ["high_availability", "ha_priority"]),
     (
         "devices",
         "Console & devices",
-        ["headless", "usb_enabled", "soundcard_enabled", "smartcard_enabled", "virtio_rng", "watchdog"],
+        ["headless", "usb_enabled", "soundcard_enabled", "virtio_rng", "watchdog"],
     ),
 ]
 

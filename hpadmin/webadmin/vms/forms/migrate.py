@@ -10,7 +10,7 @@ from hpadmin.vms.models import VirtualMachine
 
 class MigrateForm(forms.Form):
     vm = forms.ModelMultipleChoiceField(
-        VirtualMachine.objects.select_related("cluster", "host").order_by("name"),
+        VirtualMachine.objects.select_related("cluster", "host").prefetch_related("placement_hosts").order_by("name"),
         widget=forms.MultipleHiddenInput,
         error_messages={"required": "Select at least one VM to migrate."},
     )

@@ -7,17 +7,18 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_POST
 
 from hpadmin.operations.errors import OperationError
-from hpadmin.operations.services import migrate_vms, start_vm, stop_vm
+from hpadmin.operations.services import migrate_vms, migration_plan, start_vm, stop_vm
 from hpadmin.utilities.htmx import back_to, client_redirect, render_two_ways
 from hpadmin.utilities.views import staff_required
-from hpadmin.vms.models import VirtualMachine, VmStatus
+from hpadmin.vms.models import VirtualMachine
 from hpadmin.webadmin.vms.forms.migrate import MigrateForm
 from hpadmin.webadmin.vms.viewmodels import destination_rows
 
 
 @staff_required
 def migrate(request):
-    """The Migrate dialog for the selected VMs: automatic choice (recommended) or a host the scheduler judged."""
+    """The Migrate dialog for the selected VMs: the ones that can move, with the automatic choice (recommended)
+    or a host the scheduler judged for all of them, and the ones that stay, each with why."""
     form = MigrateForm(request.POST if request.method == "POST" else request.GET)
     valid = form.is_valid()
     vms = list(form.cleaned_data.get("vm") or [])
@@ -30,17 +31,20 @@ def migrate(request):
         else:
             names = ", ".join(job.vm.name for job in jobs)
             messages.success(request, f"Migration of {names} requested.")
+            if jobs.skipped:
+                messages.warning(request, "Not migrated: " + " ".join(s.message for s in jobs.skipped))
             return client_redirect(request, vms[0].get_absolute_url()) if len(vms) == 1 else back_to(request, "/")
-    eligible, refused = destination_rows(vms) if vms else ([], [])
-    source_hosts = {vm.host_id for vm in vms}
+    movable, skipped = migration_plan(vms, force=True)
+    eligible, refused, homeless = destination_rows(movable) if movable else ([], [], [])
     context = {
         "form": form,
         "vms": vms,
+        "movable": movable,
+        "skipped": skipped,
         "eligible": eligible,
         "refused": refused,
+        "homeless": homeless,
         "error": error,
-        "one_source": vms[0].host if len(source_hosts) == 1 and vms else None,
-        "not_running": [vm for vm in vms if vm.status != VmStatus.UP],
     }
     return render_two_ways(request, "hpadmin/migrate_page.html", "hpadmin/htmx/migrate_dialog.html", context)
 

@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
+from hpadmin.operations import audit
 from hpadmin.utilities.htmx import client_redirect, render_two_ways, wants_partial
 from hpadmin.utilities.views import staff_required
 from hpadmin.vms.profiles import prepare_new
@@ -28,6 +29,7 @@ def config_form(request, kind: str, pk: int | None = None):
     context = {"kind": spec, "object": instance if pk else None, "url": url, "active_tab": "general"}
 
     if request.method == "POST":
+        before = audit.snapshot(instance) if pk else None  # before the form writes the input onto the instance
         form = form_class(request.POST, instance=instance, url=url)
         context["active_tab"] = request.POST.get("_tab") or "general"
         if form.is_valid():
@@ -36,6 +38,7 @@ def config_form(request, kind: str, pk: int | None = None):
                 context["recommendations"] = recommendations
             else:
                 config = form.save()
+                audit.record_saved(config, before, request.user)
                 later = (
                     " Changes to its size and placement apply at its next start."
                     if getattr(config, "next_run", None)
