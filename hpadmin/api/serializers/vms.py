@@ -158,20 +158,6 @@ class VirtualMachineSerializer(VmConfigSerializer):
 
     class Meta:
         model = VirtualMachine
-        fields = [
-            *CONFIG_FIELDS,
-            "uuid",
-            "template",
-            "pool",
-            "owner",
-            "status",
-            "host",
-            "drift",
-            "next_run",
-            "cpu_flags_at_start",
-            "tsc_khz_at_start",
-            "created_at",
-        ]
         read_only_fields = [
             "uuid",
             "status",
@@ -182,6 +168,7 @@ class VirtualMachineSerializer(VmConfigSerializer):
             "tsc_khz_at_start",
             "created_at",
         ]
+        fields = [*CONFIG_FIELDS, "template", "pool", "owner", *read_only_fields]
         extra_kwargs = {"cluster": {"required": False, "help_text": "Default: the template's or pool's cluster."}}
 
     def source_config(self, attrs: dict) -> VmConfig | None:
