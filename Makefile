@@ -64,6 +64,7 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 BENCH_BROKER_URL ?= redis://127.0.0.1:6379/0
 bench: setup
 	$(PY) benchmarks/bench_scheduler.py
+	$(PY) benchmarks/bench_evacuation.py
 	$(PY) benchmarks/bench_ui.py
 	$(PY) benchmarks/bench_api.py
 	$(PY) benchmarks/bench_jobs.py

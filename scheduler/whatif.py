@@ -1,8 +1,10 @@
 """What-if tool: answers the JSON scenario formats of ``shared/scenarios`` with the scheduler core.
 
 ``numa-fit/v1`` (one host's NUMA nodes, one VM's NUMA request) goes through the same fitting code as
-:func:`scheduler.core.schedule`; ``cluster-scenario/v1`` goes through ``schedule`` itself. Names in the
-files become ids here: hosts are numbered in file order, the scenario's VM is id 1, other VMs follow.
+:func:`scheduler.core.schedule`; ``cluster-scenario/v1`` goes through ``schedule`` itself, and the
+``evacuate`` request of ``cluster-scenario/v2`` through :func:`scheduler.core.evacuation.plan_evacuation`.
+Names in the files become ids here: hosts are numbered in file order, the scenario's VM is id 1, the VMs of
+``vms`` and then those only named by allocations follow.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from scheduler.core import (
     parse_pinning,
     schedule,
 )
+from scheduler.core.evacuation import plan_evacuation
 from scheduler.core.fit import SMALL_PAGE_KIB, CellNeed, CpuMode, NoFit, map_cells, pin_cells
 
 NUMA_FIT = "numa-fit/v1"
 CLUSTER_SCENARIO = "cluster-scenario/v1"
+CLUSTER_SCENARIO_V2 = "cluster-scenario/v2"
 
 _THREAD_POLICIES: Mapping[str, CpuMode] = {"prefer": "prefer", "isolate": "isolate", "require": "require"}
 
@@ -42,9 +46,15 @@ def answer(document: Mapping[str, Any]) -> dict[str, Any] | list[dict[str, Any]]
             return [{"name": s["name"], **fit_numa(s["host"], s["vm"])} for s in document["scenarios"]]
         if fmt == CLUSTER_SCENARIO:
             return run(document)
+        if fmt == CLUSTER_SCENARIO_V2:
+            action = document["request"]["action"]
+            if action != "evacuate":
+                raise ValueError(f"{fmt} request {action!r} is not supported yet; supported: 'evacuate'")
+            return evacuate(document)
     except KeyError as err:
         raise ValueError(f"{fmt} file lacks the field {err}") from err
-    raise ValueError(f"unknown scenario format {fmt!r}; expected {NUMA_FIT!r} or {CLUSTER_SCENARIO!r}")
+    known = ", ".join(repr(f) for f in (NUMA_FIT, CLUSTER_SCENARIO, CLUSTER_SCENARIO_V2))
+    raise ValueError(f"unknown scenario format {fmt!r}; expected one of {known}")
 
 
 def fit_numa(host_nodes: list[dict[str, Any]], vm: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,27 +145,33 @@ def load_cluster_case(scenario: Mapping[str, Any]) -> ClusterCase:
     destination = request.get("destination")
     if destination is not None and destination not in host_ids:
         raise LookupError(f"host {destination} is not in the VM's cluster")
-    cluster = scenario.get("cluster", {})
     return ClusterCase(
-        hosts=[
-            build_host_state(
-                _topology(h, host_ids[h["name"]]), [_allocation(a, vm_ids) for a in h.get("allocations", ())]
-            )
-            for h in scenario["hosts"]
-        ],
-        vm=_vm(scenario["vm"], host_ids),
+        hosts=_hosts(scenario, host_ids, vm_ids),
+        vm=_vm(scenario["vm"], host_ids, vm_ids),
         request=ScheduleRequest(
             action=request.get("action", "start"),
             destination=host_ids[destination] if destination is not None else None,
             force=request.get("force", False),
             excluded_hosts=frozenset(host_ids[n] for n in request.get("excluded_hosts", ())),
         ),
-        cluster=ClusterConfig(
-            threads_as_cores=cluster.get("threads_as_cores", False),
-            weight_factors=cluster.get("weight_factors", {}),
-            cpu_flags=frozenset(cluster.get("cpu_flags", ())),
-        ),
+        cluster=_cluster(scenario),
         names={i: name for name, i in host_ids.items()},
+    )
+
+
+def _hosts(scenario: Mapping[str, Any], host_ids: Mapping[str, int], vm_ids: Mapping[str, int]) -> list[HostState]:
+    return [
+        build_host_state(_topology(h, host_ids[h["name"]]), [_allocation(a, vm_ids) for a in h.get("allocations", ())])
+        for h in scenario["hosts"]
+    ]
+
+
+def _cluster(scenario: Mapping[str, Any]) -> ClusterConfig:
+    cluster = scenario.get("cluster", {})
+    return ClusterConfig(
+        threads_as_cores=cluster.get("threads_as_cores", False),
+        weight_factors=cluster.get("weight_factors", {}),
+        cpu_flags=frozenset(cluster.get("cpu_flags", ())),
     )
 
 
@@ -183,6 +199,40 @@ def run(scenario: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def evacuate(scenario: Mapping[str, Any]) -> dict[str, Any]:
+    """cluster-scenario/v2 ``evacuate`` -> the plan: where each VM running on ``request.host`` goes, or why it stays.
+
+    The VMs concerned are those of ``vm`` and ``vms`` whose ``running_on`` is that host.
+    """
+    host_ids = {h["name"]: i for i, h in enumerate(scenario["hosts"], start=1)}
+    vm_ids = _vm_ids(scenario)
+    request = scenario["request"]
+    if (initiator := request["initiator"]) not in ("user", "system"):
+        raise ValueError(f"request initiator must be 'user' or 'system', not {initiator!r}")
+    if (source := request["host"]) not in host_ids:
+        error = {"code": "unknown_host", "message": f"host {source} is not in the cluster"}
+        return {"error": error, "moves": [], "stays": []}
+    listed = [scenario["vm"]] if "vm" in scenario else []
+    by_name = {data["name"]: data for data in [*listed, *scenario.get("vms", ())]}
+    vms = [_vm(data, host_ids, vm_ids) for data in by_name.values() if data.get("running_on") == source]
+    plan = plan_evacuation(_hosts(scenario, host_ids, vm_ids), vms, host_ids[source], initiator, _cluster(scenario))
+    names = {i: name for name, i in host_ids.items()}
+    vm_names = {i: name for name, i in vm_ids.items()}
+    return {
+        "error": None,
+        "moves": [
+            {
+                "vm": vm_names[move.vm_id],
+                "to": names[move.host_id],
+                "suspended": [],
+                "placement": placement_json(move.placement, names),
+            }
+            for move in plan.moves
+        ],
+        "stays": [{"vm": vm_names[stay.vm_id], "reason": stay.reason} for stay in plan.stays],
+    }
+
+
 def placement_json(placement: Placement, names: Mapping[int, str]) -> dict[str, Any]:
     return {
         "host": names[placement.host_id],
@@ -204,7 +254,10 @@ def _cpus(cpus: frozenset[int]) -> int | list[int]:
 
 
 def _vm_ids(scenario: Mapping[str, Any]) -> dict[str, int]:
-    ids = {scenario["vm"]["name"]: 1}
+    ids: dict[str, int] = {}
+    listed = [scenario["vm"]] if "vm" in scenario else []
+    for vm in [*listed, *scenario.get("vms", ())]:
+        ids.setdefault(vm["name"], len(ids) + 1)
     for host in scenario["hosts"]:
         for alloc in host.get("allocations", ()):
             ids.setdefault(alloc["vm"], len(ids) + 1)
@@ -247,10 +300,10 @@ def _allocation(data: Mapping[str, Any], vm_ids: Mapping[str, int]) -> Allocatio
     )
 
 
-def _vm(data: Mapping[str, Any], host_ids: Mapping[str, int]) -> VMRequest:
+def _vm(data: Mapping[str, Any], host_ids: Mapping[str, int], vm_ids: Mapping[str, int]) -> VMRequest:
     running_on = data.get("running_on")
     return VMRequest(
-        id=1,
+        id=vm_ids[data["name"]],
         name=data["name"],
         sockets=data.get("sockets", 1),
         cores=data.get("cores", 1),

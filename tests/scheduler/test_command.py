@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -107,3 +108,30 @@ def test_bad_files(tmp_path, content, message):
 def test_missing_file(tmp_path):
     with pytest.raises(CommandError, match="cannot read"):
         call_command("schedule", str(tmp_path / "nope.json"))
+
+
+def test_evacuate_example_plans_the_moves_together(tmp_path):
+    document = json.loads((Path(__file__).parent / "data" / "evacuate_together.json").read_text())
+    result = run(tmp_path, document)
+    assert result["error"] is None
+    moves = {m["vm"]: (m["to"], m["suspended"]) for m in result["moves"]}
+    assert moves == {"large": ("h2", []), "paged": ("h3", [])}
+    paged = next(m["placement"] for m in result["moves"] if m["vm"] == "paged")
+    assert paged["hugepages"] == {"0": {"1048576": 2}}
+    assert result["stays"] == [
+        {"vm": "pinned", "reason": "VM pinned is pinned to host: its migration mode does not allow migration"}
+    ]
+
+
+def test_evacuate_by_the_system_leaves_manual_only_vms(tmp_path):
+    document = json.loads((Path(__file__).parent / "data" / "evacuate_together.json").read_text())
+    document["request"]["initiator"] = "system"
+    result = run(tmp_path, document)
+    assert [m["vm"] for m in result["moves"]] == ["large"]
+    assert [s["vm"] for s in result["stays"]] == ["paged", "pinned"]
+
+
+def test_other_v2_requests_are_refused_clearly(tmp_path):
+    document = {**CLUSTER, "format": "cluster-scenario/v2", "request": {"action": "balance"}}
+    with pytest.raises(CommandError, match="cluster-scenario/v2 request 'balance' is not supported yet"):
+        run(tmp_path, document)

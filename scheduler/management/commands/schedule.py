@@ -1,4 +1,4 @@
-"""``manage.py schedule FILE``: answer a scheduling scenario file (numa-fit/v1 or cluster-scenario/v1) as JSON."""
+"""``manage.py schedule FILE``: answer a scenario file (numa-fit/v1, cluster-scenario/v1 or v2 evacuate) as JSON."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scheduler.whatif import answer
 
 
 class Command(BaseCommand):
-    help = "Run the scheduler on a scenario file (numa-fit/v1 or cluster-scenario/v1) and print its answer as JSON."
+    help = "Answer a scenario file (numa-fit/v1, cluster-scenario/v1 or v2 evacuate) with the scheduler, as JSON."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("file", type=Path, help="scenario JSON file")
