@@ -177,11 +177,7 @@ def record_created(obj: models.Model, user) -> Event:
 def record_changed(obj: models.Model, before: Snapshot, user) -> Event | None:
     """One event listing what the save changed; None, and nothing recorded, when it changed nothing."""
     kind = KINDS[type(obj)]
-    changed = _changed(obj, before)
-    if not changed:
-        return None
-    message = f"{kind.noun} {obj.name} configuration was updated by {_who(user)}: {'; '.join(changed)}."
-    return events.record(f"user_update_{kind.code}", message, user=user, **_links(obj))
+    return _record_update(obj, before, user, f"user_update_{kind.code}", f"{kind.noun} {obj.name} configuration")
 
 
 def record_saved(obj: models.Model, before: Snapshot | None, user) -> Event | None:
@@ -199,11 +195,16 @@ def record_removed(obj: models.Model, user) -> Event:
 def record_numa_pinning(config: VmConfig, before: Snapshot, user) -> Event | None:
     """The NUMA pinning editor's save: which vNUMA nodes moved where; nothing when none did."""
     kind = KINDS[type(config)]
-    changed = _changed(config, before)
+    what = f"NUMA pinning of {kind.noun} {config.name}"
+    return _record_update(config, before, user, f"user_update_{kind.code}_numa_pinning", what)
+
+
+def _record_update(obj: models.Model, before: Snapshot, user, code: str, what: str) -> Event | None:
+    """ "<what> was updated by <user>: <changes>", or nothing when nothing changed."""
+    changed = _changed(obj, before)
     if not changed:
         return None
-    message = f"NUMA pinning of {kind.noun} {config.name} was updated by {_who(user)}: {'; '.join(changed)}."
-    return events.record(f"user_update_{kind.code}_numa_pinning", message, user=user, **_links(config))
+    return events.record(code, f"{what} was updated by {_who(user)}: {'; '.join(changed)}.", user=user, **_links(obj))
 
 
 def record_capabilities_refreshed(host: Host, before: Snapshot, user) -> Event:
