@@ -1,9 +1,12 @@
 """Scheduling against the database: snapshot, decide with the pure core, and claim under a row lock.
 
-A claim is the decision written as a pending Allocation, in a transaction that locks the chosen host's row
-and judges that host again against its allocations as they are now; two schedulers racing for the same
-pCPUs or hugepages therefore never both win. (SQLite has no row locks; there every write transaction
-starts IMMEDIATE and so holds the database's write lock, which serializes claims just the same.)
+A claim is the decision written as a pending Allocation. Every claim counts up its host's ``generation``
+(Nova's resource provider generation), in a compare-and-set on the generation the decision was made with: a
+claim that finds it changed judges the host again under its row lock against its allocations as they are
+now. Two schedulers racing for the same pCPUs or hugepages therefore never both win. (SQLite has no row
+locks; there every write transaction starts IMMEDIATE and so holds the database's write lock, which
+serializes claims just the same.) Freeing resources leaves the generation alone: a decision made while more
+was held stays valid.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import F
 
 from hpadmin.inventory.models import Host
 from hpadmin.vms.models import VirtualMachine, VmConfig
@@ -60,7 +64,8 @@ def decide(
     ``vm_request``: the VM as the core sees it, when the caller has it already; ``max_incoming``: hosts with
     claims of this many migrations take no more."""
     if hosts is None:
-        hosts = list(Host.objects.filter(cluster_id=vm.cluster_id))
+        hosts, placement = snapshot.cluster_hosts(vm)
+        vm_request = vm_request or snapshot.vm_request(vm, placement)
     states, incoming = snapshot.host_states(hosts)
     saturated = frozenset(h for h, n in incoming.items() if max_incoming is not None and n >= max_incoming)
     request = core.ScheduleRequest(
@@ -123,29 +128,39 @@ def claim(
 ) -> Allocation:
     """Decide and write the result as a pending Allocation on the chosen host; raises NoHostError.
     ``max_incoming``: a host with claims of this many migrations takes no more (checked under its lock)."""
-    vm_request = snapshot.vm_request(vm)  # read once for the decision and the claims
+    cluster_hosts, placement_hosts = snapshot.cluster_hosts(vm)
+    vm_request = snapshot.vm_request(vm, placement_hosts)  # read once for the decision and the claims
     judge = {"action": action, "force": force, "vm_request": vm_request, "max_incoming": max_incoming}
-    decision, hosts = decide(vm, destination=destination, exclude=exclude, **judge)
+    decision, hosts = decide(vm, destination=destination, exclude=exclude, hosts=cluster_hosts, **judge)
     if decision.error is not None:
         raise NoHostError(decision.error.message, decision)
     for host_id in decision.ranked[:CLAIM_ATTEMPTS]:
-        allocation = _claim_on(vm, hosts[host_id], job=job, judge=judge)
+        placement = decision.placement if host_id == decision.chosen else None
+        allocation = _claim_on(vm, hosts[host_id], placement, job=job, judge=judge)
         if allocation is not None:
             return allocation
     raise NoHostError(f"Every suitable host for {vm.name} was taken by other placements meanwhile.", decision)
 
 
-def _claim_on(vm: VirtualMachine, host: Host, *, job, judge: dict) -> Allocation | None:
-    """The decision on ``host`` again under its row lock, written as a claim when the host still fits."""
+def _claim_on(
+    vm: VirtualMachine, host: Host, placement: core.Placement | None, *, job, judge: dict
+) -> Allocation | None:
+    """``placement`` on ``host`` written as a claim, if the host is unchanged since it was judged; otherwise
+    the host is judged again under its row lock. Either way the claim counts up the host's generation."""
     with transaction.atomic():
-        locked = Host.objects.select_for_update().get(pk=host.pk)
-        decision, _ = decide(vm, destination=locked, hosts=[locked], **judge)
-        placement = decision.placement
-        if decision.chosen != locked.pk or placement is None:
-            return None
+        as_judged = Host.objects.filter(
+            pk=host.pk, generation=host.generation, status=host.status, refreshed_at=host.refreshed_at
+        )
+        if placement is None or not as_judged.update(generation=F("generation") + 1):
+            host = Host.objects.select_for_update().get(pk=host.pk)
+            decision, _ = decide(vm, destination=host, hosts=[host], **judge)
+            placement = decision.placement
+            if decision.chosen != host.pk or placement is None:
+                return None
+            Host.objects.filter(pk=host.pk).update(generation=F("generation") + 1)
         return Allocation.objects.create(
             vm=vm,
-            host=locked,
+            host=host,
             state=AllocationState.PENDING,
             job=job,
             vcpus=placement.vcpus,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import datetime
+
+from django.db.models import Case, Exists, F, OuterRef, When
 
 from hpadmin.inventory.models import Cluster, Host, HostCpu, HostNumaNode, HugePagePool
 from hpadmin.vms.models import CpuPinningPolicy, VirtualMachine
@@ -13,11 +16,11 @@ from scheduler.core.state import HostState, build_host_state
 
 from .models import Allocation, AllocationState
 
-_ALLOCATION_FIELDS = ("vm_id", "state", "exclusive_cpus", "shared_cpus", "vcpus", "memory_mib", "hugepages")
+_RESOURCE_FIELDS = ("vm_id", "exclusive_cpus", "shared_cpus", "vcpus", "memory_mib", "hugepages")
 
 
-def allocation_to_core(vm_id, state, exclusive_cpus, shared_cpus, vcpus, memory_mib, hugepages) -> core.Allocation:
-    """An allocation row (its ``_ALLOCATION_FIELDS``) as the core sees it."""
+def allocation_to_core(state, vm_id, exclusive_cpus, shared_cpus, vcpus, memory_mib, hugepages) -> core.Allocation:
+    """An allocation row (its state and ``_RESOURCE_FIELDS``) as the core sees it."""
     return core.Allocation(
         vm_id=vm_id,
         pending=state == AllocationState.PENDING,
@@ -84,38 +87,64 @@ def _load_topologies(hosts: list[Host]) -> None:
         _topologies[host.pk] = (_topology_key(host), topology)
 
 
-# A host's state changes only with its topology or its allocations (rows are written once; a claim becomes
-# active by changing its state), so states are kept too and rebuilt for the hosts whose rows changed.
+# A host's state changes only with its topology or its allocations, so states are kept too and rebuilt for the
+# hosts whose rows changed. An allocation's resources are written once (a claim becomes active by changing its
+# state), so they are kept too, and one query reads the keys of all rows with the resources of the rows newer
+# than any seen. A row is known by its id and creation time: SQLite hands out a rolled-back row's id again.
 _states: dict[int, tuple[tuple, HostState]] = {}
+_resources: dict[tuple[int, datetime], tuple] = {}  # (pk, created_at) -> the row's _RESOURCE_FIELDS
+_newest: datetime | None = None  # the latest created_at in _resources
 
 
 def host_states(hosts: Iterable[Host]) -> tuple[list[HostState], dict[int, int]]:
-    """The scheduler's view of ``hosts`` (topology and what their allocations leave free), in at most six
-    queries: one to see which hosts changed, the rest only for those; and how many incoming migrations
-    each host has claims for."""
+    """The scheduler's view of ``hosts`` (topology and what their allocations leave free), and how many
+    incoming migrations each host has claims for. One query when no topology changed; a row committed after a
+    newer one was read costs one more."""
+    global _newest
     hosts = list(hosts)
     stale = [h for h in hosts if _topologies.get(h.pk, ((),))[0] != _topology_key(h)]
     if stale:
         _load_topologies(stale)
-    held: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    newest = _newest
+    resources = [F(f) if newest is None else Case(When(created_at__gt=newest, then=F(f))) for f in _RESOURCE_FIELDS]
+    held: dict[int, list[tuple]] = defaultdict(list)
     incoming: dict[int, int] = defaultdict(int)
-    for pk, host_id, state, job_id in Allocation.objects.filter(host_id__in=[h.pk for h in hosts]).values_list(
-        "pk", "host_id", "state", "job_id"
-    ):
-        held[host_id].append((pk, state))
+    missing = []
+    for pk, created, host_id, state, job_id, *fields in Allocation.objects.filter(
+        host_id__in=[h.pk for h in hosts]
+    ).values_list("pk", "created_at", "host_id", "state", "job_id", *resources):
+        held[host_id].append((pk, created, state))
         if job_id is not None:
             incoming[host_id] += 1
-    keys = {h.pk: (_topologies[h.pk][0], tuple(sorted(held[h.pk]))) for h in hosts}
-    changed = [h.pk for h in hosts if _states.get(h.pk, ((),))[0] != keys[h.pk]]
-    if changed:
-        rows: dict[int, list[core.Allocation]] = defaultdict(list)
-        for host_id, *fields in Allocation.objects.filter(host_id__in=changed).values_list(
-            "host_id", *_ALLOCATION_FIELDS
+        if newest is None or created > newest:
+            _resources[pk, created] = tuple(fields)
+            _newest = created if _newest is None else max(_newest, created)
+        elif (pk, created) not in _resources:
+            missing.append(pk)
+    if missing:
+        for pk, created, *fields in Allocation.objects.filter(pk__in=missing).values_list(
+            "pk", "created_at", *_RESOURCE_FIELDS
         ):
-            rows[host_id].append(allocation_to_core(*fields))
-        for host_id in changed:
-            _states[host_id] = (keys[host_id], build_host_state(_topologies[host_id][1], rows[host_id]))
+            _resources[pk, created] = tuple(fields)
+    keys = {h.pk: (_topologies[h.pk][0], tuple(sorted(held[h.pk]))) for h in hosts}
+    for host in hosts:
+        cached = _states.get(host.pk)
+        if cached is not None and cached[0] == keys[host.pk]:
+            continue
+        rows = keys[host.pk][1]
+        if cached is not None:  # forget the rows the host no longer holds (a changed state is the same row)
+            for row in {r[:2] for r in cached[0][1]} - {r[:2] for r in rows}:
+                _resources.pop(row, None)
+        allocations = [allocation_to_core(state, *_resources[pk, created]) for pk, created, state in rows]
+        _states[host.pk] = (keys[host.pk], build_host_state(_topologies[host.pk][1], allocations))
     return [_states[h.pk][1] for h in hosts], incoming
+
+
+def cluster_hosts(vm: VirtualMachine) -> tuple[list[Host], list[int]]:
+    """The hosts of the VM's cluster and the ids of those it may run on ("Specific host(s)"), in one query."""
+    pinned = VirtualMachine.placement_hosts.through.objects.filter(virtualmachine_id=vm.pk, host_id=OuterRef("pk"))
+    hosts = list(Host.objects.filter(cluster_id=vm.cluster_id).annotate(pins_vm=Exists(pinned)))
+    return hosts, [h.pk for h in hosts if h.pins_vm]
 
 
 def cluster_config(cluster: Cluster) -> core.ClusterConfig:

@@ -144,24 +144,33 @@ def spec_from_json(data: dict) -> DomainSpec:
     )
 
 
-def _take_fault(uri: str, kind: FaultKind) -> bool:
-    """Whether the fault is on for the host; a fault with a count is used up one at a time."""
-    fault = SimulatedFault.objects.filter(host_uri=uri, kind=kind).first()
-    if fault is None:
-        return False
-    if fault.times == 1:
-        fault.delete()
-    elif fault.times > 1:
-        SimulatedFault.objects.filter(pk=fault.pk).update(times=fault.times - 1)
-    return True
+class _Faults:
+    """The faults set on some hosts, read in one query."""
+
+    def __init__(self, *uris: str) -> None:
+        self._faults = {(f.host_uri, f.kind): f for f in SimulatedFault.objects.filter(host_uri__in=uris)}
+
+    def check_reachable(self, uri: str) -> None:
+        if (uri, FaultKind.UNREACHABLE) in self._faults:
+            raise HypervisorError(f"Host {uri} does not answer (connection timed out).", "unreachable")
+
+    def take(self, uri: str, kind: FaultKind) -> bool:
+        """Whether the fault is on for the host; a fault with a count is used up one at a time."""
+        fault = self._faults.get((uri, kind))
+        if fault is None:
+            return False
+        if fault.times == 1:
+            fault.delete()
+        elif fault.times > 1:
+            SimulatedFault.objects.filter(pk=fault.pk).update(times=fault.times - 1)
+        return True
 
 
 class SimulatedDriver:
     """Implements ``hpadmin.hypervisor.base.Driver`` for ``sim://`` hosts."""
 
     def _check_reachable(self, uri: str) -> None:
-        if SimulatedFault.objects.filter(host_uri=uri, kind=FaultKind.UNREACHABLE).exists():
-            raise HypervisorError(f"Host {uri} does not answer (connection timed out).", "unreachable")
+        _Faults(uri).check_reachable(uri)
 
     def _domain(self, uri: str, name: str) -> SimulatedDomain:
         try:
@@ -235,20 +244,26 @@ class SimulatedDriver:
         options: MigrationOptions,
         progress: Callable[[MigrationProgress], None],
     ) -> MigrationResult:
-        self._check_reachable(src_uri)
-        source = self._domain(src_uri, spec.name)
-        self._check_reachable(dst_uri)
-        if _take_fault(dst_uri, FaultKind.REFUSE_INCOMING):
+        faults = _Faults(src_uri, dst_uri)
+        faults.check_reachable(src_uri)
+        domains = {
+            d.host_uri: d for d in SimulatedDomain.objects.filter(host_uri__in=(src_uri, dst_uri), name=spec.name)
+        }
+        source = domains.get(src_uri)
+        if source is None:
+            raise HypervisorError(f"VM {spec.name} is not running on {src_uri}.", "not_found")
+        faults.check_reachable(dst_uri)
+        if faults.take(dst_uri, FaultKind.REFUSE_INCOMING):
             raise HypervisorError(
                 f"Destination {dst_uri} refused the migration: it could not start the VM with the requested pinning.",
                 "refused",
             )
-        if SimulatedDomain.objects.filter(host_uri=dst_uri, name=spec.name).exists():
+        if dst_uri in domains:
             raise HypervisorError(f"A VM named {spec.name} already exists on {dst_uri}.", "refused")
-        fail_midway = _take_fault(src_uri, FaultKind.FAIL_MIDWAY) or _take_fault(dst_uri, FaultKind.FAIL_MIDWAY)
-        stall = _take_fault(src_uri, FaultKind.STALL)
+        fail_midway = faults.take(src_uri, FaultKind.FAIL_MIDWAY) or faults.take(dst_uri, FaultKind.FAIL_MIDWAY)
+        stall = faults.take(src_uri, FaultKind.STALL)
         dirty = source.dirty_rate_mibps
-        if _take_fault(src_uri, FaultKind.NEVER_CONVERGE):
+        if faults.take(src_uri, FaultKind.NEVER_CONVERGE):
             dirty = (options.bandwidth_mibps or DEFAULT_BANDWIDTH_MIBPS) * 1.2
         # Who copies it: should that process die, the migration dies with it and the guest runs on here.
         SimulatedDomain.objects.filter(pk=source.pk).update(

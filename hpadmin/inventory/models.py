@@ -102,12 +102,24 @@ class Host(models.Model):
     memory_mib = models.PositiveIntegerField(default=0, help_text="Physical memory (all NUMA nodes).")
     tsc_khz = models.PositiveIntegerField(null=True, blank=True)
     refreshed_at = models.DateTimeField(null=True, blank=True)
+    generation = models.PositiveBigIntegerField(
+        default=0, editable=False, help_text="Counts the claims on the host (see scheduler.services.claim)."
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        # Only claims change the generation, atomically (F() + 1): saving an instance read before a claim must
+        # not write its old value back.
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "generation"
+            ]
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
         return reverse("host-detail", args=[self.pk])

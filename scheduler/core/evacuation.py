@@ -269,11 +269,12 @@ class _Search:
         return stays + left, score + sum(sorted(bests)[: len(bests) - left])
 
     def _supply(self) -> tuple[int, int, int]:
-        """What the candidate hosts have left in all: pCPUs held by nobody, 1 GiB pages, small-page KiB."""
+        """What the candidate hosts have left in all: pCPUs held by nobody, 1 GiB pages, small-page KiB. A host
+        holding more than it has (its memory overcommitted) adds nothing, and takes nothing from the others."""
         return (
-            sum(h.free_threads for h in self.states),
-            sum(h.hugepages_free.get(GIB_PAGE_KIB, 0) for h in self.states),
-            sum(h.small_free_kib for h in self.states),
+            sum(max(h.free_threads, 0) for h in self.states),
+            sum(max(h.hugepages_free.get(GIB_PAGE_KIB, 0), 0) for h in self.states),
+            sum(max(h.small_free_kib, 0) for h in self.states),
         )
 
     def _apply(self, depth: int, j: int, placement: Placement):

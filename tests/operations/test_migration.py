@@ -486,7 +486,7 @@ def test_a_successful_job_costs_few_round_trips(cluster, hosts, monkeypatch, dja
         if "hypervisor_simulated" not in q["sql"]
         and q["sql"].split()[0] not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
     ]
-    assert len(own) <= 20, "\n".join(own)
+    assert len(own) <= 15, "\n".join(own)
 
 
 def test_a_destination_receiving_as_many_migrations_as_allowed_is_passed_over(

@@ -110,6 +110,19 @@ def test_among_plans_moving_every_vm_the_lowest_total_score_wins():
     assert plan.score == pytest.approx(66 / 100 + 4 / 10)
 
 
+def test_a_host_whose_small_page_memory_is_overcommitted_hides_no_room_for_hugepage_backed_vms():
+    """h2 reserves more for hugepages (3 GiB in 1 GiB pages, 2 GiB in 2 MiB pages) than its 4 GiB hold, so its
+    small-page memory is below zero; its 2 MiB pool still takes one of the two 2 GiB hugepage-backed VMs, and the
+    plan moves the one that scores better there, as trying every assignment does."""
+    wide = make_vm(10, cores=6, memory_mib=2 * GIB, hugepage_kib=PAGE, running_on=SOURCE)
+    narrow = dedicated(11, 2, memory_mib=2 * GIB, hugepage_kib=PAGE)
+    h2 = make_host(2, cores=12, nodes=1, memory_mib=4 * GIB, hugepages={GIB_KIB: 3, PAGE: 1024})
+    hosts = [source_host(wide, narrow), h2]
+    plan = plan_evacuation(hosts, [wide, narrow], SOURCE, "user", CLUSTER)
+    assert len(plan.moves) == 1
+    assert (len(plan.stays), plan.score) == pytest.approx(brute_force(hosts, [wide, narrow], "user", CLUSTER))
+
+
 def test_a_vm_not_running_on_the_source_is_refused():
     vm = make_vm(10, running_on=2)
     with pytest.raises(ValueError, match="VM vm10 does not run on host 1"):
