@@ -141,9 +141,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# High availability: every host not in maintenance is asked this often (s) whether it answers; one silent for
+# HPADMIN_HOST_TIMEOUT s is non-responsive and fenced, its fence command killed after HPADMIN_FENCE_TIMEOUT s.
+HPADMIN_HEARTBEAT_INTERVAL = float(os.environ.get("HPADMIN_HEARTBEAT_INTERVAL", "10"))
+HPADMIN_HOST_TIMEOUT = float(os.environ.get("HPADMIN_HOST_TIMEOUT", "30"))
+HPADMIN_FENCE_TIMEOUT = float(os.environ.get("HPADMIN_FENCE_TIMEOUT", "60"))
 CELERY_BEAT_SCHEDULE = {
     "dispatch-waiting-migrations": {"task": "hpadmin.operations.tasks.dispatch_waiting", "schedule": 10.0},
     "watchdog": {"task": "hpadmin.operations.tasks.watch", "schedule": 30.0},
+    "heartbeat": {"task": "hpadmin.operations.ha.heartbeat", "schedule": HPADMIN_HEARTBEAT_INTERVAL},
+    "load-balancing": {"task": "hpadmin.operations.balancing.balance_load", "schedule": 60.0},
+    "evacuations": {"task": "hpadmin.operations.maintenance.advance_evacuations", "schedule": 10.0},
 }
 
 # Hypervisor: "simulated" (default) or "libvirt"; a host's URI scheme can still pick per host.

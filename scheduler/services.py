@@ -11,16 +11,19 @@ was held stays valid.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import F
 
-from hpadmin.inventory.models import Host
+from hpadmin.inventory.models import Cluster, Host
 from hpadmin.vms.models import VirtualMachine, VmConfig
 from hpadmin.vms.profiles import inherit
+from scheduler.core import balancing, evacuation
 from scheduler.core import model as core
+from scheduler.core.balancing import BalanceMove, BalancingPolicy
+from scheduler.core.evacuation import EvacuationPlan
 from scheduler.core.pipeline import schedule
 
 from . import snapshot
@@ -116,6 +119,34 @@ def start_verdicts(config: VmConfig, hosts: Sequence[Host]) -> list[HostVerdict]
     return out
 
 
+def plan_evacuation(
+    source: Host, vms: Sequence[VirtualMachine], *, initiator: str
+) -> tuple[EvacuationPlan, dict[int, Host]]:
+    """Where each of ``vms`` (running on ``source``) goes when the host is emptied, placed together
+    (``scheduler.core.evacuation``); nothing is written. The hosts by id, for display."""
+    hosts = list(Host.objects.filter(cluster_id=source.cluster_id))
+    states, _ = snapshot.host_states(hosts)
+    pinned = snapshot.placement_hosts(vms)
+    requests = [snapshot.vm_request(vm, pinned[vm.pk]) for vm in vms]
+    cluster = snapshot.cluster_config(source.cluster)
+    return evacuation.plan_evacuation(states, requests, source.pk, initiator, cluster), {h.pk: h for h in hosts}
+
+
+def plan_balance(
+    cluster: Cluster, vms: Sequence[VirtualMachine], lasting: Collection[int]
+) -> tuple[BalanceMove | None, dict[int, Host]]:
+    """The move ``cluster``'s scheduling policy makes now among ``vms`` (running VMs automation may move), its
+    hosts' loads as last read and ``lasting`` those beyond a threshold long enough (``scheduler.core.balancing``);
+    nothing is written. The hosts by id."""
+    hosts = list(Host.objects.filter(cluster_id=cluster.pk))
+    states, _ = snapshot.host_states(hosts)
+    pinned = snapshot.placement_hosts(vms)
+    requests = [snapshot.vm_request(vm, pinned[vm.pk]) for vm in vms]
+    policy = BalancingPolicy(cluster.scheduling_policy, cluster.high_utilization, cluster.low_utilization)
+    move = balancing.plan_balance(states, requests, policy, snapshot.cluster_config(cluster), lasting)
+    return move, {h.pk: h for h in hosts}
+
+
 def claim(
     vm: VirtualMachine,
     *,
@@ -152,7 +183,7 @@ def _claim_on(
             pk=host.pk, generation=host.generation, status=host.status, refreshed_at=host.refreshed_at
         )
         if placement is None or not as_judged.update(generation=F("generation") + 1):
-            host = Host.objects.select_for_update().get(pk=host.pk)
+            host = Host.objects.select_for_update(no_key=True).get(pk=host.pk)
             decision, _ = decide(vm, destination=host, hosts=[host], **judge)
             placement = decision.placement
             if decision.chosen != host.pk or placement is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 
 from django.db.models import Case, Exists, F, OuterRef, When
@@ -126,7 +127,7 @@ def host_states(hosts: Iterable[Host]) -> tuple[list[HostState], dict[int, int]]
             "pk", "created_at", *_RESOURCE_FIELDS
         ):
             _resources[pk, created] = tuple(fields)
-    keys = {h.pk: (_topologies[h.pk][0], tuple(sorted(held[h.pk]))) for h in hosts}
+    keys = {h.pk: (_topologies[h.pk][0], tuple(sorted(held[h.pk])), h.cpu_load_percent) for h in hosts}
     for host in hosts:
         cached = _states.get(host.pk)
         if cached is not None and cached[0] == keys[host.pk]:
@@ -136,8 +137,17 @@ def host_states(hosts: Iterable[Host]) -> tuple[list[HostState], dict[int, int]]
             for row in {r[:2] for r in cached[0][1]} - {r[:2] for r in rows}:
                 _resources.pop(row, None)
         allocations = [allocation_to_core(state, *_resources[pk, created]) for pk, created, state in rows]
-        _states[host.pk] = (keys[host.pk], build_host_state(_topologies[host.pk][1], allocations))
+        _states[host.pk] = (keys[host.pk], build_host_state(_measured(host), allocations))
     return [_states[h.pk][1] for h in hosts], incoming
+
+
+def _measured(host: Host) -> core.HostTopology:
+    """The host's cached topology with the CPU load last read on it (a load changes without a refresh)."""
+    key, topology = _topologies[host.pk]
+    if topology.cpu_load_percent != host.cpu_load_percent:
+        topology = replace(topology, cpu_load_percent=host.cpu_load_percent)
+        _topologies[host.pk] = (key, topology)
+    return topology
 
 
 def cluster_hosts(vm: VirtualMachine) -> tuple[list[Host], list[int]]:
@@ -145,6 +155,15 @@ def cluster_hosts(vm: VirtualMachine) -> tuple[list[Host], list[int]]:
     pinned = VirtualMachine.placement_hosts.through.objects.filter(virtualmachine_id=vm.pk, host_id=OuterRef("pk"))
     hosts = list(Host.objects.filter(cluster_id=vm.cluster_id).annotate(pins_vm=Exists(pinned)))
     return hosts, [h.pk for h in hosts if h.pins_vm]
+
+
+def placement_hosts(vms: Iterable[VirtualMachine]) -> dict[int, list[int]]:
+    """VM id -> the ids of its placement hosts, for many VMs in one query."""
+    out: dict[int, list[int]] = {vm.pk: [] for vm in vms}
+    through = VirtualMachine.placement_hosts.through.objects.filter(virtualmachine_id__in=list(out))
+    for vm_id, host_id in through.values_list("virtualmachine_id", "host_id"):
+        out[vm_id].append(host_id)
+    return out
 
 
 def cluster_config(cluster: Cluster) -> core.ClusterConfig:

@@ -1,8 +1,9 @@
 """What-if tool: answers the JSON scenario formats of ``shared/scenarios`` with the scheduler core.
 
 ``numa-fit/v1`` (one host's NUMA nodes, one VM's NUMA request) goes through the same fitting code as
-:func:`scheduler.core.schedule`; ``cluster-scenario/v1`` goes through ``schedule`` itself, and the
-``evacuate`` request of ``cluster-scenario/v2`` through :func:`scheduler.core.evacuation.plan_evacuation`.
+:func:`scheduler.core.schedule`; ``cluster-scenario/v1`` goes through ``schedule`` itself, the
+``evacuate`` request of ``cluster-scenario/v2`` through :func:`scheduler.core.evacuation.plan_evacuation` and its
+``balance`` request through :func:`scheduler.core.balancing.plan_balance`.
 Names in the files become ids here: hosts are numbered in file order, the scenario's VM is id 1, the VMs of
 ``vms`` and then those only named by allocations follow.
 """
@@ -28,6 +29,7 @@ from scheduler.core import (
     parse_pinning,
     schedule,
 )
+from scheduler.core.balancing import BalancingPolicy, plan_balance
 from scheduler.core.evacuation import plan_evacuation
 from scheduler.core.fit import SMALL_PAGE_KIB, CellNeed, CpuMode, NoFit, map_cells, pin_cells
 
@@ -48,8 +50,10 @@ def answer(document: Mapping[str, Any]) -> dict[str, Any] | list[dict[str, Any]]
             return run(document)
         if fmt == CLUSTER_SCENARIO_V2:
             action = document["request"]["action"]
+            if action == "balance":
+                return balance(document)
             if action != "evacuate":
-                raise ValueError(f"{fmt} request {action!r} is not supported yet; supported: 'evacuate'")
+                raise ValueError(f"{fmt} request {action!r} is not supported yet; supported: 'evacuate', 'balance'")
             return evacuate(document)
     except KeyError as err:
         raise ValueError(f"{fmt} file lacks the field {err}") from err
@@ -233,6 +237,45 @@ def evacuate(scenario: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def balance(scenario: Mapping[str, Any]) -> dict[str, Any]:
+    """cluster-scenario/v2 ``balance`` -> the move the cluster's ``scheduling_policy`` makes now (at most one).
+
+    There is no time axis: each host's ``cpu_load_percent`` counts as lasting for the over-utilization duration.
+    The VMs are those of ``vm`` and ``vms`` with a ``running_on``; their migration modes apply (only "Allow
+    manual and automatic migration" VMs move). The file has no cluster setting for automatic migration of High
+    Performance and pinned VMs: it answers as if that were on.
+    """
+    host_ids = {h["name"]: i for i, h in enumerate(scenario["hosts"], start=1)}
+    vm_ids = _vm_ids(scenario)
+    cluster = scenario.get("cluster", {})
+    policy = BalancingPolicy(
+        name=cluster.get("scheduling_policy", "none"),
+        high_utilization=cluster.get("high_utilization", 80),
+        low_utilization=cluster.get("low_utilization", 20),
+    )
+    listed = [scenario["vm"]] if "vm" in scenario else []
+    by_name = {data["name"]: data for data in [*listed, *scenario.get("vms", ())]}
+    vms = [_vm(data, host_ids, vm_ids) for data in by_name.values() if data.get("running_on") is not None]
+    move = plan_balance(_hosts(scenario, host_ids, vm_ids), vms, policy, _cluster(scenario))
+    if move is None:
+        return {"error": None, "moves": []}
+    names = {i: name for name, i in host_ids.items()}
+    vm_names = {i: name for name, i in vm_ids.items()}
+    return {
+        "error": None,
+        "moves": [
+            {
+                "vm": vm_names[move.vm_id],
+                "from": names[move.source],
+                "to": names[move.host_id],
+                "suspended": [],
+                "reason": move.reason,
+                "placement": placement_json(move.placement, names),
+            }
+        ],
+    }
+
+
 def placement_json(placement: Placement, names: Mapping[int, str]) -> dict[str, Any]:
     return {
         "host": names[placement.host_id],
@@ -283,6 +326,7 @@ def _topology(data: Mapping[str, Any], host_id: int) -> HostTopology:
         memory_mib=data.get("memory_mib", 0),
         hugepages=_int_keys(data.get("hugepages", {})),
         tsc_khz=data.get("tsc_khz"),
+        cpu_load_percent=data.get("cpu_load_percent"),
     )
 
 

@@ -7,6 +7,7 @@ import itertools
 from hpadmin.hypervisor.simulated import capabilities_from_uri, host_shape_uri
 from hpadmin.inventory.models import Cluster, Host
 from hpadmin.inventory.services import import_capabilities
+from hpadmin.operations.services import start_vm
 from hpadmin.vms.models import Pool, Template, VirtualMachine
 from hpadmin.vms.profiles import prepare_new
 
@@ -52,6 +53,27 @@ def _make(model, cluster, hosts, source=None, **values):
 
 def make_vm(cluster: Cluster | None = None, hosts=(), source=None, **values) -> VirtualMachine:
     return _make(VirtualMachine, cluster or make_cluster(), list(hosts), source=source, **values)
+
+
+#: The HP VM most tests move: 4 dedicated vCPUs (1 socket x 2 cores x 2 threads), 2 GiB in 2 MiB pages.
+HP_VM = {
+    "optimized_for": "high_performance",
+    "cpu_pinning_policy": "dedicated",
+    "cores": 2,
+    "threads": 2,
+    "memory_mib": 2048,
+    "hugepage_kib": 2048,
+}
+
+
+def make_hp_vm(cluster: Cluster | None = None, hosts=(), **values) -> VirtualMachine:
+    """An ``HP_VM``; ``values`` override its settings."""
+    return make_vm(cluster, hosts, **{**HP_VM, **values})
+
+
+def start_hp_vm(cluster: Cluster, host: Host, hosts=(), **values) -> VirtualMachine:
+    """An ``HP_VM`` (``values`` override its settings) started on ``host`` through the service."""
+    return start_vm(make_hp_vm(cluster, hosts, **values), host=host)
 
 
 def make_template(cluster: Cluster | None = None, hosts=(), **values) -> Template:

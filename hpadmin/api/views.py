@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -9,11 +10,13 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 
 from hpadmin.inventory.models import Cluster, Host
 from hpadmin.inventory.services import refresh_capabilities
-from hpadmin.operations import audit
-from hpadmin.operations.models import Event, MigrationJob
+from hpadmin.operations import audit, ha
+from hpadmin.operations.maintenance import activate_host, maintenance_preview, remove_host, start_maintenance
+from hpadmin.operations.models import Evacuation, EvacuationState, Event, MigrationJob
 from hpadmin.operations.services import (
     OperationError,
     cancel_migration,
@@ -73,18 +76,38 @@ class ClusterViewSet(AuditedModelViewSet):
     ordering_fields = ["id", "name"]
 
 
-class HostViewSet(
-    ApiViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
-):
-    """Hosts with their topology as the hypervisor reports it; adding one reads that topology."""
+RUNNING_EVACUATIONS = Prefetch(
+    "evacuations",
+    queryset=Evacuation.objects.filter(state=EvacuationState.RUNNING).with_progress(),  # one query per page
+    to_attr="running_evacuations",
+)
 
-    queryset = Host.objects.prefetch_related("numa_nodes", "cpus", "hugepage_pools", "allocations")
+
+@extend_schema_view(
+    update=extend_schema(responses={200: serializers.HostSerializer, 400: BAD_INPUT}),
+    partial_update=extend_schema(responses={200: serializers.HostSerializer, 400: BAD_INPUT}),
+    destroy=extend_schema(responses={204: None, 409: CONFLICT}),
+)
+class HostViewSet(
+    ApiViewMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Hosts with their topology as the hypervisor reports it; adding one reads that topology. An update renames
+    the host, sets its fence command or, in maintenance, moves it to another cluster. Maintenance, activate and
+    removal follow oVirt's host lifecycle: only a host in maintenance that holds nothing is removed."""
+
+    queryset = Host.objects.prefetch_related("numa_nodes", "cpus", "hugepage_pools", "allocations", RUNNING_EVACUATIONS)
     serializer_class = serializers.HostSerializer
     filterset_class = filters.HostFilter
     ordering_fields = ["id", "name", "status", "memory_mib"]
 
     def get_serializer_class(self):
-        return serializers.HostCreateSerializer if self.action == "create" else serializers.HostSerializer
+        return serializers.HostCreateSerializer if self.action == "create" else super().get_serializer_class()
 
     def host_response(self, host: Host, code: int = status.HTTP_200_OK) -> Response:
         host = self.get_queryset().get(pk=host.pk)
@@ -114,6 +137,54 @@ class HostViewSet(
         before = audit.snapshot(host)
         audit.record_capabilities_refreshed(refresh_capabilities(host), before, request.user)
         return self.host_response(host)
+
+    def perform_update(self, serializer) -> None:
+        before = audit.snapshot(serializer.instance)
+        audit.record_changed(serializer.save(), before, self.request.user)
+
+    @extend_schema(request=None, responses={200: serializers.HostSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"], url_path="confirm-rebooted")
+    def confirm_rebooted(self, request: Request, pk=None) -> Response:
+        """oVirt's "Confirm 'Host has been Rebooted'": the non-responsive host runs nothing any more, so it is down
+        and its highly available VMs restart on other hosts."""
+        return self.host_response(ha.confirm_rebooted(self.get_object(), user=request.user))
+
+    def perform_destroy(self, instance: Host) -> None:
+        remove_host(instance, user=self.request.user)  # it records the removal
+
+    @extend_schema(responses={200: serializers.MaintenancePreviewSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["get"], url_path="maintenance-preview", filter_backends=[], pagination_class=None)
+    def preview_maintenance(self, request: Request, pk=None) -> Response:
+        """What a maintenance of the host would do now, planned and not carried out: where each VM would go
+        (the VMs placed together), the VMs that would stay and why, the HP and pinned VMs that may run slower
+        where they go; or oVirt's message when a running "Do not allow migration" VM blocks it."""
+        preview = maintenance_preview(self.get_object())
+        return Response(serializers.MaintenancePreviewSerializer(preview).data)
+
+    @extend_schema(
+        request=serializers.MaintenanceSerializer,
+        responses={202: serializers.EvacuationSerializer, 400: BAD_INPUT, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"], serializer_class=serializers.MaintenanceSerializer)
+    def maintenance(self, request: Request, pk=None) -> Response:
+        """Switch the host to maintenance mode: its VMs migrate away as ``maintenance-preview`` plans them, and
+        the host stays preparing for maintenance until it is empty (the host's ``evacuation`` says how far it
+        is). 409 when its status, or a running "Do not allow migration" VM, forbids it."""
+        host = self.get_object()
+        params = self.get_serializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        evacuation = start_maintenance(host, user=request.user, reason=params.validated_data["reason"])
+        evacuation.refresh_from_db()  # an empty host is in maintenance already
+        data = serializers.EvacuationSerializer(evacuation, context=self.get_serializer_context()).data
+        location = reverse("api:host-detail", args=[host.pk], request=request)
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+    @extend_schema(request=None, responses={200: serializers.HostSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def activate(self, request: Request, pk=None) -> Response:
+        """Bring the host up again from maintenance or non-operational; a maintenance in progress is cancelled
+        with the migrations it has still to run."""
+        return self.host_response(activate_host(self.get_object(), user=request.user))
 
 
 @extend_schema_view(destroy=extend_schema(responses={204: None, 409: CONFLICT}))

@@ -66,6 +66,14 @@ class HostCapabilities:
         return tuple(cpu.id for cpu in self.cpus if cpu.online)
 
 
+class PowerState(enum.StrEnum):
+    """A host's power as far as hpadmin can tell: a host that does not answer may be off or hung (unknown)."""
+
+    ON = "on"
+    OFF = "off"
+    UNKNOWN = "unknown"
+
+
 # -- guest --------------------------------------------------------------------------------------
 
 
@@ -182,6 +190,24 @@ class Driver(Protocol):
         ...
 
     def capabilities(self, uri: str) -> HostCapabilities: ...
+
+    def ping(self, uri: str) -> None:
+        """Return when the host answers a cheap call (the heartbeat); ``unreachable`` when it does not."""
+        ...
+
+    def power_off(self, uri: str, fence_command: str) -> None:
+        """Fence the host: power it off through its power management, ``fence_command`` (empty: it has none,
+        ``refused``). Returns once the power-off is known to have succeeded; a fenced host runs nothing."""
+        ...
+
+    def power_status(self, uri: str) -> PowerState:
+        """Whether the host is on, as far as can be told without its power management."""
+        ...
+
+    def cpu_load(self, uri: str) -> float:
+        """How busy the host's CPUs are now: the percent (0-100) of their time, all online CPUs together, spent
+        on anything but idling and waiting for I/O. Load balancing reads it."""
+        ...
 
     def list_domains(self, uri: str) -> list[str]:
         """Names of the domains the host runs or knows."""

@@ -27,9 +27,11 @@ from hpadmin.hypervisor.base import (
     MigrationOptions,
     MigrationProgress,
     MigrationResult,
+    PowerState,
 )
 from hpadmin.hypervisor.capabilities import guest_virt_type, parse_capabilities
 from hpadmin.hypervisor.domain_xml import build_domain_xml, rewrite_for_destination
+from hpadmin.hypervisor.fencing import run_fence_command
 
 # libvirt prints every error to stderr unless told otherwise; they are raised as exceptions anyway.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -42,6 +44,9 @@ SAFE_PARAMETERS = frozenset(
     {"no_verify", "no_tty", "pkipath", "keyfile", "known_hosts", "known_hosts_verify", "sshauth"}
 )
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+# A host's CPU load is measured over this long (two readings of its CPU time counters).
+LOAD_INTERVAL_S = 1.0
+LOAD_SAMPLE_MAX_AGE_S = 600.0  # an older reading of a host's CPU counters is read again
 _MIGRATION_JOBS = {libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN, libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT}
 
 
@@ -128,8 +133,10 @@ def _progress(stats: dict, state: tuple[int, int] | None, best_percent: float) -
 class LibvirtDriver:
     """:class:`~hpadmin.hypervisor.base.Driver` for libvirt hosts (``qemu+tcp://``, ``qemu+ssh://``, ...)."""
 
-    def __init__(self, poll_interval_s: float = 0.2) -> None:
+    def __init__(self, poll_interval_s: float = 0.2, load_interval_s: float = LOAD_INTERVAL_S) -> None:
         self.poll_interval_s = poll_interval_s
+        self.load_interval_s = load_interval_s
+        self._cpu_samples: dict[str, tuple[float, dict[str, int]]] = {}  # uri -> (when, CPU time counters)
         self._lock = threading.Lock()
         self._connections: dict[str, libvirt.virConnect] = {}
         self._pid = os.getpid()
@@ -216,6 +223,41 @@ class LibvirtDriver:
             )
 
         return self._query(uri, None, read)
+
+    def ping(self, uri: str) -> None:
+        self._query(uri, None, lambda conn: conn.getLibVersion())
+
+    def power_off(self, uri: str, fence_command: str) -> None:
+        """libvirt cannot switch its own host off: the host's fence command (its BMC) does."""
+        if not fence_command.strip():
+            raise HypervisorError(
+                f"Host {host_label(uri)} has no power management: it has no fence command.", "refused"
+            )
+        run_fence_command(fence_command)
+
+    def power_status(self, uri: str) -> PowerState:
+        """On while libvirt answers; otherwise off or hung, which only the host's power management could tell."""
+        try:
+            self.ping(uri)
+        except HypervisorError:
+            return PowerState.UNKNOWN
+        return PowerState.ON
+
+    def cpu_load(self, uri: str) -> float:
+        """The share of the host's CPU time (``getCPUStats`` over all CPUs) that was neither idle nor waiting for
+        I/O since this process last read it, within ``LOAD_SAMPLE_MAX_AGE_S``: over the balancing interval, and
+        without waiting. A first reading (or a stale one) reads the counters twice, ``load_interval_s`` apart."""
+
+        def read(conn: libvirt.virConnect) -> dict[str, int]:
+            return conn.getCPUStats(libvirt.VIR_NODE_CPU_STATS_ALL_CPUS)
+
+        last = self._cpu_samples.get(uri)
+        if last is None or time.monotonic() - last[0] > LOAD_SAMPLE_MAX_AGE_S:
+            last = (time.monotonic(), self._query(uri, None, read))
+            time.sleep(self.load_interval_s)
+        now = self._query(uri, None, read)
+        self._cpu_samples[uri] = (time.monotonic(), now)
+        return busy_percent(last[1], now)
 
     def list_domains(self, uri: str) -> list[str]:
         return self._query(uri, None, lambda conn: sorted(d.name() for d in conn.listAllDomains(0)))
@@ -456,6 +498,16 @@ class LibvirtDriver:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
+
+
+def busy_percent(before: dict[str, int], after: dict[str, int]) -> float:
+    """The percent of CPU time between two ``getCPUStats`` readings (nanoseconds of kernel, user, idle and iowait
+    time, summed over the CPUs) that was busy: total - idle - iowait. 0 when no time passed."""
+    spent = {key: after.get(key, 0) - before.get(key, 0) for key in ("kernel", "user", "idle", "iowait")}
+    total = sum(spent.values())
+    if total <= 0:
+        return 0.0
+    return max(0.0, min(100.0, 100.0 * (total - spent["idle"] - spent["iowait"]) / total))
 
 
 def _alive(conn: libvirt.virConnect) -> bool:

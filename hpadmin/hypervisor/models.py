@@ -30,6 +30,9 @@ class FaultKind(models.TextChoices):
     NEVER_CONVERGE = "never_converge", "Guest dirties memory faster than the link copies it"
     UNREACHABLE = "unreachable", "Host does not answer"
     STALL = "stall", "Migration stops making progress until it is aborted"
+    # A host's failure and fencing (see ``simulated.fail_host``): a hung host does not answer and keeps its guests
+    # as they were; a powered-off one does not answer and runs nothing.
+    POWERED_OFF = "powered_off", "Host is powered off"
 
 
 class SimulatedFault(models.Model):
@@ -41,3 +44,14 @@ class SimulatedFault(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} on {self.host_uri}"
+
+
+class SimulatedHostLoad(models.Model):
+    """CPU load a simulated host carries besides its guests (set from tests or for a demo): work its guests do
+    not explain, which load balancing reads as part of the host's load."""
+
+    host_uri = models.CharField(max_length=255, unique=True)
+    extra_percent = models.FloatField(default=0.0, help_text="Percent of the host's CPU time, 0-100.")
+
+    def __str__(self) -> str:
+        return f"{self.extra_percent:g} % extra load on {self.host_uri}"

@@ -1,8 +1,13 @@
 """The simulated hypervisor: the embedded default, and the way to exercise multi-NUMA hosts anywhere.
 
 A host's shape is its URI, e.g. ``sim://h1?sockets=2&cores=8&threads=2&nodes=2&memory=262144&hp1g=16``:
-its capabilities follow from it as libvirt's would from the hardware. Running domains and switched-on
-faults live in the database (``hpadmin.hypervisor.models``) so every process sees the same hosts.
+its capabilities follow from it as libvirt's would from the hardware. Running domains, switched-on faults
+and extra CPU loads live in the database (``hpadmin.hypervisor.models``) so every process sees the same hosts.
+A host's CPU load follows from the guests it runs (see :meth:`SimulatedDriver.cpu_load`).
+
+A host can fail (:func:`fail_host`: it hangs, its guests left as they were), be fenced (:func:`power_off_host`,
+what the driver's ``power_off`` does after the host's fence command succeeded: its guests are gone) and recover
+(:func:`recover_host`: it answers again after a reboot, with nothing running).
 
 Migration follows the pre-copy model of QEMU: the first pass copies all memory at the link's bandwidth,
 each later pass copies what the guest dirtied meanwhile, and the switch-over happens once the rest fits
@@ -36,8 +41,10 @@ from .base import (
     MigrationProgress,
     MigrationResult,
     NumaNodeInfo,
+    PowerState,
 )
-from .models import FaultKind, SimulatedDomain, SimulatedFault
+from .fencing import run_fence_command
+from .models import FaultKind, SimulatedDomain, SimulatedFault, SimulatedHostLoad
 
 DEFAULT_BANDWIDTH_MIBPS = 1100.0  # a 10 GbE link
 DEFAULT_MAX_DOWNTIME_MS = 300.0
@@ -45,6 +52,9 @@ STALL_ITERATIONS = 2  # passes in a row that dirty over half of what they copied
 MAX_ITERATIONS = 30
 PROGRESS_STEP_S = 0.25
 DEFAULT_FLAGS = "sse4_2,avx,avx2,aes,pdpe1gb,vmx"
+#: The share of its vCPUs' time a simulated guest keeps busy, whatever it runs: a guest adds vCPUs x this to the
+#: host's busy CPUs.
+GUEST_CPU_UTILIZATION = 0.5
 SHAPE_PARAMETERS = frozenset(
     {"sockets", "cores", "threads", "nodes", "memory", "hp2m", "hp1g", "flags", "model", "offline", "tsc"}
 )
@@ -151,7 +161,7 @@ class _Faults:
         self._faults = {(f.host_uri, f.kind): f for f in SimulatedFault.objects.filter(host_uri__in=uris)}
 
     def check_reachable(self, uri: str) -> None:
-        if (uri, FaultKind.UNREACHABLE) in self._faults:
+        if (uri, FaultKind.UNREACHABLE) in self._faults or (uri, FaultKind.POWERED_OFF) in self._faults:
             raise HypervisorError(f"Host {uri} does not answer (connection timed out).", "unreachable")
 
     def take(self, uri: str, kind: FaultKind) -> bool:
@@ -164,6 +174,45 @@ class _Faults:
         elif fault.times > 1:
             SimulatedFault.objects.filter(pk=fault.pk).update(times=fault.times - 1)
         return True
+
+
+# -- a host's failure, fencing and recovery (from tests, the demo and ``manage.py simulate_host``) ---------------
+
+
+def fail_host(uri: str) -> None:
+    """The host hangs: it stops answering, and its guests are left as they were (as far as anyone can tell, a
+    hung host still runs them)."""
+    with transaction.atomic():
+        SimulatedFault.objects.filter(host_uri=uri, kind=FaultKind.UNREACHABLE).delete()
+        SimulatedFault.objects.create(host_uri=uri, kind=FaultKind.UNREACHABLE)
+
+
+def power_off_host(uri: str) -> None:
+    """The host's power is cut (by its power management, or by hand): it does not answer, and its guests are
+    gone."""
+    with transaction.atomic():
+        SimulatedDomain.objects.filter(host_uri=uri).delete()
+        if not SimulatedFault.objects.filter(host_uri=uri, kind=FaultKind.POWERED_OFF).exists():
+            SimulatedFault.objects.create(host_uri=uri, kind=FaultKind.POWERED_OFF)
+
+
+def reconnect_host(uri: str) -> None:
+    """A hung host (or its network) recovers: it answers again, its guests as they were."""
+    SimulatedFault.objects.filter(host_uri=uri, kind=FaultKind.UNREACHABLE).delete()
+
+
+def set_extra_load(uri: str, percent: float) -> None:
+    """CPU load the host carries besides its guests from now on (0-100 % of its CPU time)."""
+    if not 0 <= percent <= 100:
+        raise ValueError(f"An extra load is a percentage from 0 to 100, not {percent:g}.")
+    SimulatedHostLoad.objects.update_or_create(host_uri=uri, defaults={"extra_percent": percent})
+
+
+def recover_host(uri: str) -> None:
+    """The host is back after a reboot: it is on and answers again, with nothing running."""
+    with transaction.atomic():
+        SimulatedDomain.objects.filter(host_uri=uri).delete()
+        SimulatedFault.objects.filter(host_uri=uri, kind__in=(FaultKind.UNREACHABLE, FaultKind.POWERED_OFF)).delete()
 
 
 class SimulatedDriver:
@@ -196,6 +245,34 @@ class SimulatedDriver:
     def capabilities(self, uri: str) -> HostCapabilities:
         self._check_reachable(uri)
         return capabilities_from_uri(uri)
+
+    def ping(self, uri: str) -> None:
+        self._check_reachable(uri)
+
+    def power_off(self, uri: str, fence_command: str) -> None:
+        """Fencing a simulated host runs its fence command as a real host's is run (``true`` will do), and cuts
+        the simulated host's power once that succeeded."""
+        if not fence_command.strip():
+            raise HypervisorError(f"Host {uri} has no power management: it has no fence command.", "refused")
+        run_fence_command(fence_command)
+        power_off_host(uri)
+
+    def power_status(self, uri: str) -> PowerState:
+        off = SimulatedFault.objects.filter(host_uri=uri, kind=FaultKind.POWERED_OFF).exists()
+        return PowerState.OFF if off else PowerState.ON
+
+    def cpu_load(self, uri: str) -> float:
+        """What the host runs: its running (and migrating) guests' vCPUs, each busy :data:`GUEST_CPU_UTILIZATION`
+        of the time, over its online CPUs; plus the extra load set for the host (``SimulatedHostLoad``). At most
+        100 %."""
+        self._check_reachable(uri)
+        online = len(capabilities_from_uri(uri).online_cpus) or 1
+        specs = SimulatedDomain.objects.filter(
+            host_uri=uri, state__in=(DomainState.RUNNING, DomainState.MIGRATING)
+        ).values_list("spec", flat=True)
+        vcpus = sum(spec["sockets"] * spec["cores"] * spec["threads"] for spec in specs)
+        extra = SimulatedHostLoad.objects.filter(host_uri=uri).values_list("extra_percent", flat=True).first() or 0.0
+        return max(0.0, min(100.0, 100.0 * vcpus * GUEST_CPU_UTILIZATION / online + extra))
 
     def list_domains(self, uri: str) -> list[str]:
         self._check_reachable(uri)
@@ -274,16 +351,19 @@ class SimulatedDriver:
                 progress(MigrationProgress("setup", 0.0, spec.memory_mib, spec.memory_mib, dirty, 0))
                 self._wait(source.pk, math.inf)
             result = self._copy(source.pk, spec, options, dirty, fail_midway, progress)
+            with transaction.atomic():
+                # The destination takes the guest over only if it did not fail during the copy.
+                _Faults(dst_uri).check_reachable(dst_uri)
+                if not SimulatedDomain.objects.filter(pk=source.pk).delete()[0]:
+                    raise HypervisorError("The migration failed: the source host stopped, and the VM with it.")
+                SimulatedDomain.objects.create(
+                    host_uri=dst_uri, name=spec.name, spec=spec_to_json(spec), dirty_rate_mibps=source.dirty_rate_mibps
+                )
         except BaseException:
             SimulatedDomain.objects.filter(pk=source.pk).update(
                 migrating_to="", migrated_by="", abort_requested=False, state="running"
             )
             raise
-        with transaction.atomic():
-            SimulatedDomain.objects.filter(pk=source.pk).delete()
-            SimulatedDomain.objects.create(
-                host_uri=dst_uri, name=spec.name, spec=spec_to_json(spec), dirty_rate_mibps=source.dirty_rate_mibps
-            )
         return result
 
     def _copy(
@@ -354,10 +434,14 @@ class SimulatedDriver:
         return MigrationResult(duration_s=elapsed, downtime_ms=downtime_ms, transferred_mib=transferred)
 
     def _wait(self, domain_pk: int, seconds: float) -> None:
-        """Sleep in short steps, stopping when an admin aborts the migration from any process."""
+        """Sleep in short steps, stopping when an admin aborts the migration from any process, or when the
+        guest is gone (its host was powered off)."""
         deadline = time.monotonic() + seconds
         while True:
-            if SimulatedDomain.objects.filter(pk=domain_pk, abort_requested=True).exists():
+            aborted = SimulatedDomain.objects.filter(pk=domain_pk).values_list("abort_requested", flat=True).first()
+            if aborted is None:
+                raise HypervisorError("The migration failed: the source host stopped, and the VM with it.")
+            if aborted:
                 raise HypervisorError("The migration was cancelled by the user.", "aborted")
             left = deadline - time.monotonic()
             if left <= 0:

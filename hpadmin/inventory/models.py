@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 
+from hpadmin.hypervisor.fencing import check_fence_command
 from hpadmin.hypervisor.registry import validate_host_uri
 from scheduler.core.model import DEFAULT_WEIGHT_FACTORS
 
@@ -22,6 +24,12 @@ class MigrationPolicy(models.TextChoices):
 
 def default_weight_factors() -> dict[str, float]:
     return dict(DEFAULT_WEIGHT_FACTORS)
+
+
+class SchedulingPolicy(models.TextChoices):
+    NONE = "none", "None"
+    EVENLY_DISTRIBUTED = "evenly_distributed", "Evenly distributed"
+    POWER_SAVING = "power_saving", "Power saving"
 
 
 class Cluster(models.Model):
@@ -43,6 +51,23 @@ class Cluster(models.Model):
         "Automatic migration of High Performance VMs",
         default=False,
         help_text="Let maintenance, load balancing and HA move HP and pinned VMs whose mode allows it.",
+    )
+    scheduling_policy = models.CharField(
+        max_length=24,
+        choices=SchedulingPolicy.choices,
+        default=SchedulingPolicy.NONE,
+        help_text="Load balancing: which VMs automation moves between the hosts, and when.",
+    )
+    high_utilization = models.PositiveSmallIntegerField(
+        "High utilization (%)", default=80, help_text="A host's CPU load above this is over-utilized."
+    )
+    low_utilization = models.PositiveSmallIntegerField(
+        "Low utilization (%)", default=20, help_text="Power saving empties hosts whose CPU load is below this."
+    )
+    over_utilization_minutes = models.PositiveSmallIntegerField(
+        "Over-utilization duration (minutes)",
+        default=2,
+        help_text="How long a host's load must stay beyond a threshold before VMs are moved.",
     )
 
     class Meta:
@@ -68,6 +93,10 @@ class Cluster(models.Model):
             isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf for v in factors.values()
         ):
             raise ValidationError({"weight_factors": "Weight factors are finite numbers of 0 or more."})
+        if self.high_utilization > 100:
+            raise ValidationError({"high_utilization": "A CPU load is at most 100 %."})
+        if self.low_utilization >= self.high_utilization:
+            raise ValidationError({"low_utilization": "Low utilization must be below high utilization."})
 
     def effective_weight_factors(self) -> dict[str, float]:
         return {**DEFAULT_WEIGHT_FACTORS, **(self.weight_factors or {})}
@@ -78,6 +107,7 @@ class HostStatus(models.TextChoices):
     MAINTENANCE = "maintenance", "Maintenance"
     PREPARING_FOR_MAINTENANCE = "preparing_for_maintenance", "Preparing for maintenance"
     NON_OPERATIONAL = "non_operational", "Non operational"
+    NON_RESPONSIVE = "non_responsive", "Non responsive"
     DOWN = "down", "Down"
 
 
@@ -94,6 +124,19 @@ class Host(models.Model):
         validators=[validate_host_uri],
     )
     status = models.CharField(max_length=32, choices=HostStatus.choices, default=HostStatus.UP, db_index=True)
+    status_reason = models.CharField(
+        max_length=500, blank=True, help_text="Why the host is non-operational, non-responsive or down."
+    )
+    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="When the host last answered.")
+    fence_command = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Shell command that powers the host off (its BMC, e.g. ipmitool … chassis power off), run "
+        "before its highly available VMs restart elsewhere. Empty: an admin confirms the host is down.",
+    )
+    cpu_load_percent = models.FloatField(null=True, blank=True, help_text="The CPU load last read.")
+    high_load_since = models.DateTimeField(null=True, blank=True)
+    low_load_since = models.DateTimeField(null=True, blank=True)
     cpu_model = models.CharField(max_length=120, blank=True)
     cpu_flags = models.JSONField(default=list, blank=True)
     sockets = models.PositiveSmallIntegerField(default=1)
@@ -123,6 +166,69 @@ class Host(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("host-detail", args=[self.pk])
+
+    def clean(self) -> None:
+        """A host changes cluster only in maintenance (it runs nothing then), and only when no VM, template or
+        pool of its cluster is set to run on it (their hosts must be in their cluster). Its fence command is one line
+        the shell can parse."""
+        super().clean()
+        if self.fence_command:
+            try:
+                check_fence_command(self.fence_command)
+            except ValueError as exc:
+                raise ValidationError({"fence_command": str(exc)}) from None
+        saved = Host.objects.filter(pk=self.pk).values_list("cluster_id", "status").first() if self.pk else None
+        if saved is None or self.cluster_id is None or saved[0] == self.cluster_id:
+            return
+        if saved[1] != HostStatus.MAINTENANCE:
+            raise ValidationError(
+                {
+                    "cluster": f"Cannot change the cluster of Host {self.name} while it is "
+                    f"{HostStatus(saved[1]).label.lower()}. Please switch Host to Maintenance mode first."
+                }
+            )
+        if placed := self.placed_names():
+            raise ValidationError(
+                {
+                    "cluster": f"The following VMs are set to run specifically only on this Host: "
+                    f"{', '.join(placed)}. In order to change its cluster, you need to remove the association "
+                    "between the VMs and the Host (Using Edit VM properties)."
+                }
+            )
+
+    def placed_names(self) -> list[str]:
+        """The VMs, templates and pools set to run on this host ("Specific host(s)"), by name."""
+        return sorted(
+            [
+                *self.placed_virtualmachines.values_list("name", flat=True),
+                *self.placed_templates.values_list("name", flat=True),
+                *self.placed_pools.values_list("name", flat=True),
+            ]
+        )
+
+    # Which actions a host's status allows (oVirt's): the services check them, the pages offer only these.
+    @property
+    def may_enter_maintenance(self) -> bool:
+        return self.status in (HostStatus.UP, HostStatus.NON_OPERATIONAL)
+
+    @property
+    def may_be_activated(self) -> bool:
+        return self.status in (HostStatus.MAINTENANCE, HostStatus.PREPARING_FOR_MAINTENANCE, HostStatus.NON_OPERATIONAL)
+
+    @property
+    def may_be_removed(self) -> bool:
+        return self.status == HostStatus.MAINTENANCE
+
+    def move(self, expected: str | Iterable[str], new: str, **fields) -> bool:
+        """The one way a host changes status: a compare-and-set, False (nothing written) when another process
+        changed it first."""
+        states = [expected] if isinstance(expected, str) else list(expected)
+        fields = {"status": new, **fields}
+        won = bool(Host.objects.filter(pk=self.pk, status__in=states).update(**fields))
+        if won:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return won
 
     @property
     def supports_numa(self) -> bool:

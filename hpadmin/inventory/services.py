@@ -1,6 +1,8 @@
-"""Adding hosts and refreshing their topology from the hypervisor driver."""
+"""Adding hosts, refreshing their topology from the hypervisor driver, and saving an admin's edit of one."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import transaction
@@ -67,9 +69,10 @@ def topology_rows(host: Host, caps: HostCapabilities) -> tuple[list[HostCpu], li
 
 @transaction.atomic
 def import_capabilities(host: Host, caps: HostCapabilities) -> Host:
-    """Replace the host's stored topology with what its hypervisor reports."""
+    """Replace the host's stored topology with what its hypervisor reports (only that: a status that changed
+    since ``host`` was read, by a maintenance for one, stays)."""
     set_host_fields(host, caps)
-    host.save()
+    host.save(update_fields=HOST_TOPOLOGY_FIELDS)
     host.cpus.all().delete()
     host.numa_nodes.all().delete()
     host.hugepage_pools.all().delete()
@@ -93,3 +96,14 @@ def add_host(cluster: Cluster, name: str, uri: str) -> Host:
 
 def refresh_capabilities(host: Host) -> Host:
     return import_capabilities(host, get_driver(host.uri).capabilities(host.uri))
+
+
+@transaction.atomic
+def update_host(host: Host, fields: Iterable[str]) -> Host:
+    """Save an admin's edit of ``host``: only the edited ``fields``, so a status that changed since the host was
+    read is not written back, and with ``Host.clean()`` checked again under the host's row lock (a cluster
+    changes only in maintenance, and an activation may have come first). Raises ValidationError."""
+    Host.objects.select_for_update(no_key=True).get(pk=host.pk)
+    host.clean()
+    host.save(update_fields=list(fields))
+    return host

@@ -4,3 +4,7 @@ from django.apps import AppConfig
 class OperationsConfig(AppConfig):
     name = "hpadmin.operations"
     label = "operations"
+
+    def ready(self) -> None:
+        # Beat tasks outside ``tasks`` (their modules use the services, which use ``tasks``) and receivers.
+        from . import balancing, ha, maintenance  # noqa: F401

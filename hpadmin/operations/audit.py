@@ -9,6 +9,7 @@ its next start are compared as it will run then, and said to wait.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Kind:
     created: str = "created"  # oVirt's word for a new one: hosts and clusters are "added"
     skip: frozenset[str] = frozenset()  # fields that are state, not configuration
     labels: dict[str, str] = field(default_factory=dict)  # where the verbose name is only the field's name
+    secret: frozenset[str] = frozenset()  # fields whose value the trail never shows (a fence command's password)
 
 
 KINDS: dict[type[models.Model], Kind] = {
@@ -50,7 +52,18 @@ KINDS: dict[type[models.Model], Kind] = {
         "host",
         "Host",
         created="added",
-        skip=frozenset({"refreshed_at"}),
+        skip=frozenset(
+            {
+                "refreshed_at",
+                "status",
+                "status_reason",
+                "last_seen_at",
+                "cpu_load_percent",
+                "high_load_since",
+                "low_load_since",
+            }
+        ),
+        secret=frozenset({"fence_command"}),
         labels={
             "cpu_model": "CPU model",
             "cpu_flags": "CPU flags",
@@ -84,13 +97,20 @@ def snapshot(obj: models.Model) -> Snapshot:
             shown[_label(kind, f)] = (f.name, ", ".join(names) or NOT_SET)
             continue
         value = pending[f.name] if f.name in pending else getattr(obj, f.name)
-        if isinstance(obj, VmConfig) and f.name == "numa_nodes":
+        if f.name in kind.secret:
+            shown[_label(kind, f)] = (f.name, _fingerprint(value))
+        elif isinstance(obj, VmConfig) and f.name == "numa_nodes":
             shown.update(_vnuma_nodes(parse_numa_nodes(value)))
         else:
             shown[_label(kind, f)] = (f.name, _shown(f, value))
     if isinstance(obj, Host):
         shown.update(_host_topology(obj))
     return shown
+
+
+def _fingerprint(value: str) -> str:
+    """A secret as the trail shows it: whether it is set, and a fingerprint that tells one value from another."""
+    return f"set (fingerprint {hashlib.sha256(value.encode()).hexdigest()[:8]})" if value else NOT_SET
 
 
 def _label(kind: Kind, f: models.Field) -> str:

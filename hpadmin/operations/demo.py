@@ -316,7 +316,10 @@ def build_inventory() -> tuple[list[VirtualMachine], list[VirtualMachine]]:
         if plan.name in existing:
             continue
         uri = host_shape_uri(plan.name, **plan.shape)
-        host = Host.objects.create(cluster=clusters[plan.cluster], name=plan.name, uri=uri, status=plan.status)
+        # A simulated host's power management: its fence command need do nothing, the simulator cuts the power.
+        host = Host.objects.create(
+            cluster=clusters[plan.cluster], name=plan.name, uri=uri, status=plan.status, fence_command="true"
+        )
         import_capabilities(host, capabilities_from_uri(uri))
     hosts = {h.name: h for h in Host.objects.all()}
     templates = {t.name: t for t in Template.objects.all()}

@@ -29,7 +29,7 @@ from scheduler import services as scheduling
 from scheduler.models import Allocation
 from scheduler.services import NoHostError
 
-from . import events
+from . import events, signals
 from .models import ACTIVE_JOB_STATES, JobState, MigrationJob, MigrationMode, Severity
 from .policies import migration_options
 from .specs import domain_spec
@@ -53,18 +53,21 @@ def _lock(vm: VirtualMachine, job: MigrationJob) -> None:
 def run_job(job_id: int) -> str:
     """Schedule, claim, migrate; retry elsewhere on failure when the scheduler chooses. Returns the end state.
 
-    Whatever goes wrong, the job ends: an unexpected error settles it from what the hypervisors report."""
+    Whatever goes wrong, the job ends: an unexpected error settles it from what the hypervisors report. Then
+    ``signals.job_ended`` tells what follows a job (an evacuation's next step)."""
+    job = None
     try:
-        return _run(job_id)
+        job = MigrationJob.objects.select_related("vm__cluster", "source", "requested_by").filter(pk=job_id).first()
+        return _run(job) if job is not None else "missing"  # deleted with its VM meanwhile
     except Exception as exc:
         logger.exception("migration job %s", job_id)
         return settle(job_id, f"The migration stopped on an unexpected error: {exc}")
+    finally:
+        if job is not None:
+            signals.job_ended.send(sender=MigrationJob, job=job)
 
 
-def _run(job_id: int) -> str:
-    job = MigrationJob.objects.select_related("vm__cluster", "source", "requested_by").filter(pk=job_id).first()
-    if job is None:
-        return "missing"  # deleted with its VM meanwhile
+def _run(job: MigrationJob) -> str:
     if job.state == JobState.MIGRATING:
         # A redelivered task whose worker died: settle it from what the hypervisors say.
         return settle(job.pk, f"The worker running the migration of VM {job.vm.name} stopped.")
@@ -88,21 +91,25 @@ def _run(job_id: int) -> str:
                     "vm_migration_cancelled", f"Migration of VM {vm.name} cancelled.", user=user, vm=vm, job=job
                 )
             break
+        # A planned destination (automatic mode) is tried first; after it failed the scheduler chooses again.
+        target = job.requested_destination if job.mode == MigrationMode.MANUAL or job.attempt == 1 else None
         try:
             claim = scheduling.claim(
                 vm,
                 action="migrate",
-                destination=job.requested_destination,
+                destination=target,
                 force=True,  # the request was validated (mode and force) when the job was made
                 exclude=job.tried_hosts,
                 job=job,
                 max_incoming=settings.HPADMIN_MAX_MIGRATIONS_PER_HOST,
             )
         except NoHostError as exc:
+            if target is not None and job.mode == MigrationMode.AUTOMATIC:
+                continue  # the planned host was taken meanwhile: the scheduler chooses
             message = (
                 f"No available host was found to migrate VM {vm.name} to: {exc.message}"
-                if job.requested_destination is None
-                else f"Cannot migrate VM {vm.name} to {job.requested_destination.name}: {exc.message}"
+                if target is None
+                else f"Cannot migrate VM {vm.name} to {target.name}: {exc.message}"
             )
             if job.move(JobState.SCHEDULING, JobState.FAILED, error=message):
                 events.record("vm_migration_no_host", message, severity=Severity.ERROR, user=user, vm=vm, job=job)

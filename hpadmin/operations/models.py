@@ -58,13 +58,17 @@ class MigrationJob(models.Model):
     """One VM's live migration from request to outcome; the row is the truth a recovering worker reads."""
 
     vm = models.ForeignKey("vms.VirtualMachine", on_delete=models.CASCADE, related_name="migration_jobs")
-    source = models.ForeignKey("inventory.Host", on_delete=models.PROTECT, related_name="outgoing_jobs")
+    # A removed host leaves its jobs' history (a host is removed only with no job running).
+    source = models.ForeignKey(
+        "inventory.Host", on_delete=models.SET_NULL, null=True, blank=True, related_name="outgoing_jobs"
+    )
     destination = models.ForeignKey(
-        "inventory.Host", on_delete=models.PROTECT, null=True, blank=True, related_name="incoming_jobs"
+        "inventory.Host", on_delete=models.SET_NULL, null=True, blank=True, related_name="incoming_jobs"
     )
     requested_destination = models.ForeignKey(
-        "inventory.Host", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "inventory.Host", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    evacuation = models.ForeignKey("Evacuation", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="migration_jobs"
     )
@@ -132,6 +136,57 @@ class MigrationJob(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class EvacuationState(models.TextChoices):
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class EvacuationQuerySet(models.QuerySet):
+    def with_progress(self) -> EvacuationQuerySet:
+        """Each with ``moved``: the VMs its jobs moved off the host (what ``progress()`` then reads)."""
+        succeeded = models.Q(jobs__state=JobState.SUCCEEDED)
+        return self.annotate(moved=models.Count("jobs__vm", filter=succeeded, distinct=True))
+
+
+class Evacuation(models.Model):
+    """Every VM of a host moved off it, its moves planned together: a user's maintenance, or a system's
+    evacuation of a non-operational host (see ``operations.maintenance``)."""
+
+    host = models.ForeignKey("inventory.Host", on_delete=models.CASCADE, related_name="evacuations")
+    initiator = models.CharField(max_length=8, choices=[("user", "User"), ("system", "System")])
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reason = models.CharField(max_length=255, blank=True)
+    state = models.CharField(max_length=16, choices=EvacuationState.choices, default=EvacuationState.RUNNING)
+    total = models.PositiveIntegerField(default=0, help_text="VMs on the host when it started.")
+    rounds = models.PositiveSmallIntegerField(default=0, help_text="Plans made so far.")
+    error = models.TextField(blank=True, help_text="The VMs that could not move, and why.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = EvacuationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host"], condition=models.Q(state="running"), name="one_running_evacuation_per_host"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Evacuation of {self.host} ({self.get_state_display()})"
+
+    def progress(self) -> tuple[int, int]:
+        """(VMs moved off the host by its jobs, VMs it had to move); no query when read ``with_progress()``."""
+        moved = getattr(self, "moved", None)
+        if moved is None:
+            moved = self.jobs.filter(state=JobState.SUCCEEDED).values("vm").distinct().count()
+        return moved, self.total
 
 
 class Severity(models.TextChoices):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -30,7 +30,7 @@ from scheduler.snapshot import vm_request
 
 from . import audit, events
 from .errors import OperationError
-from .models import JobState, MigrationJob, MigrationMode, Severity
+from .models import Evacuation, JobState, MigrationJob, MigrationMode, Severity
 from .specs import domain_spec
 from .tasks import dispatch_pending
 
@@ -234,11 +234,14 @@ class Migrations(list[MigrationJob]):
 
 
 def _sort_out(
-    vms: list[VirtualMachine], destination: Host | None, force: bool, busy: set[int]
+    vms: list[VirtualMachine], destinations: Mapping[int, Host | None], force: bool, busy: set[int]
 ) -> tuple[list[VirtualMachine], list[Skipped]]:
-    """The VMs that may move as asked, and the others with why. One request moves VMs within one cluster: the
-    one that most of the movable VMs are in (on a tie, the cluster first by name), whatever order they come in."""
-    refusals = {vm.pk: refusal for vm in vms if (refusal := _refusal(vm, destination, force, busy)) is not None}
+    """The VMs that may move as asked (each to its destination in ``destinations``, by VM id), and the others
+    with why. One request moves VMs within one cluster: the one that most of the movable VMs are in (on a tie,
+    the cluster first by name), whatever order they come in."""
+    refusals = {
+        vm.pk: refusal for vm in vms if (refusal := _refusal(vm, destinations.get(vm.pk), force, busy)) is not None
+    }
     movable = [vm for vm in vms if vm.pk not in refusals]
     counts = Counter(vm.cluster_id for vm in movable)
     if len(counts) > 1:
@@ -260,7 +263,7 @@ def migration_plan(
     """Which of ``vms`` a migration request would move and why each other one stays: the rule
     :func:`migrate_vms` applies under the VMs' locks, read without them (for the Migrate dialog)."""
     busy = set(MigrationJob.objects.filter(vm__in=vms).active().values_list("vm_id", flat=True))
-    return _sort_out(vms, destination, force, busy)
+    return _sort_out(vms, dict.fromkeys((vm.pk for vm in vms), destination), force, busy)
 
 
 def migrate_vms(
@@ -271,6 +274,8 @@ def migrate_vms(
     user=None,
     reason: str = "user",
     reason_text: str = "",
+    planned: Mapping[int, Host] | None = None,
+    evacuation: Evacuation | None = None,
 ) -> Migrations:
     """Ask for the live migration of ``vms`` to ``destination`` (None: the scheduler chooses per VM).
 
@@ -278,6 +283,9 @@ def migrate_vms(
     ``skipped`` with why (see :func:`migration_plan`); when none may move, the refusal lists every VM's reason.
     An explicit destination must pass every scheduling filter now, and its refusal lists each filter's
     reason. Jobs start on commit.
+
+    ``planned`` (VM id -> host): where a plan of the scheduler sends each VM (an ``evacuation``'s); the job
+    tries that host first and, should the move fail, lets the scheduler choose again.
     """
     if not vms:
         raise OperationError("Select at least one VM to migrate.", {"vms": ["Select at least one VM."]})
@@ -290,7 +298,8 @@ def migrate_vms(
                 .order_by("pk")
             )
             busy = set(MigrationJob.objects.filter(vm__in=locked).active().values_list("vm_id", flat=True))
-            movable, skipped = _sort_out(locked, destination, force, busy)
+            destinations = planned or dict.fromkeys((vm.pk for vm in locked), destination)
+            movable, skipped = _sort_out(locked, destinations, force, busy)
             if not movable:
                 raise OperationError(
                     " ".join(s.message for s in skipped),
@@ -301,12 +310,13 @@ def migrate_vms(
                 MigrationJob.objects.create(
                     vm=vm,
                     source_id=vm.host_id,
-                    requested_destination=destination,
+                    requested_destination=destinations[vm.pk],
                     requested_by=_user(user),
                     reason=reason,
                     reason_text=reason_text,
                     mode=MigrationMode.MANUAL if destination else MigrationMode.AUTOMATIC,
                     force=force,
+                    evacuation=evacuation,
                 )
                 for vm in movable
             ]

@@ -7,7 +7,8 @@ starting or stopping for ``HPADMIN_VM_ACTION_TIMEOUT`` seconds (a process died b
 
 Then it compares every host's domains with the database (:func:`compare_hosts`): a VM recorded as up that no
 host runs is recorded as down; a guest that runs where the database does not say, or on two hosts, is
-flagged on the VM (``drift``) with an error event, for an admin to decide.
+flagged on the VM (``drift``) with an error event, for an admin to decide. What a host that does not answer, or a
+non-responsive one, runs is left as it is recorded: nobody can tell.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from django.utils import timezone
 
 from hpadmin.hypervisor.base import HypervisorError
 from hpadmin.hypervisor.registry import get_driver
-from hpadmin.inventory.models import Host
+from hpadmin.inventory.models import Host, HostStatus
 from hpadmin.utilities.processes import is_alive
 from hpadmin.vms.models import VirtualMachine, VmStatus
 from scheduler import services as scheduling
@@ -125,6 +126,9 @@ def compare_hosts() -> dict[str, str]:
     silent: set[int] = set()
     hosts = list(Host.objects.order_by("name"))
     for host in hosts:
+        if host.status == HostStatus.NON_RESPONSIVE:
+            silent.add(host.pk)  # it may still run its VMs; until it is fenced (``ha``) they are left as they are
+            continue
         try:
             names = get_driver(host.uri).list_domains(host.uri)
         except HypervisorError:

@@ -502,6 +502,16 @@ class VirtualMachine(VmConfig):
         for name, value in self.next_run.items():
             setattr(self, name, value)
 
+    def automatic_migration_refusal(self) -> str:
+        """Why automation (load balancing, a system's evacuation) may not move this VM, or "" when it may: its
+        mode must allow automatic migration, and an HP VM or one with pinning settings moves automatically only
+        where its cluster allows automatic migration of High Performance VMs."""
+        if self.migration_mode != MigrationMode.MIGRATABLE:
+            return f'its migration mode is "{self.get_migration_mode_display()}"'
+        if (self.is_high_performance or self.has_pinning_settings()) and not self.cluster.auto_migrate_hp:
+            return f"automatic migration of High Performance and pinned VMs is off in cluster {self.cluster.name}"
+        return ""
+
     @staticmethod
     def started_on(host: Host) -> dict:
         """The fields a start records: the host, and the CPU flags and TSC frequency the guest was given there

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from .inventory import host_actions as hosts
 from .inventory import views as inventory
 from .operations import views as operations
 from .vms.views import actions, detail, dialog, lists, numa_pinning
@@ -12,7 +13,14 @@ urlpatterns = [
     path("clusters/", inventory.cluster_list, name="cluster-list"),
     path("clusters/<int:pk>/", inventory.cluster_detail, name="cluster-detail"),
     path("hosts/", inventory.host_list, name="host-list"),
+    path("hosts/new/", hosts.host_new, name="host-new"),
     path("hosts/<int:pk>/", inventory.host_detail, name="host-detail"),
+    path("hosts/<int:pk>/status/", hosts.host_status, name="host-status"),
+    path("hosts/<int:pk>/edit/", hosts.host_edit, name="host-edit"),
+    path("hosts/<int:pk>/refresh/", hosts.host_refresh, name="host-refresh"),
+    path("hosts/<int:pk>/maintenance/", hosts.host_maintenance, name="host-maintenance"),
+    path("hosts/<int:pk>/activate/", hosts.host_activate, name="host-activate"),
+    path("hosts/<int:pk>/remove/", hosts.host_remove, name="host-remove"),
     path("vms/", lists.vm_list, name="vm-list"),
     path("vms/new/", dialog.config_form, {"kind": "vms"}, name="vm-new"),
     path("vms/migrate/", actions.migrate, name="vm-migrate"),

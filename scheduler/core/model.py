@@ -61,7 +61,9 @@ class HostTopology:
 
     A host without NUMA support has no ``numa_nodes``; its memory and hugepage pools are then given on the
     host itself (``memory_mib``, ``hugepages``) and the core treats it as a single pseudo node 0.
-    ``online_cpus`` of None means every CPU in ``cpus`` is online.
+    ``online_cpus`` of None means every CPU in ``cpus`` is online. ``cpu_load_percent`` is the host's measured
+    CPU load (0-100, None: not measured): it changes without the host changing, and load balancing and the
+    cpu_load weight read it.
     """
 
     id: int
@@ -77,6 +79,7 @@ class HostTopology:
     memory_mib: int = 0
     hugepages: Mapping[int, int] = field(default_factory=dict)
     tsc_khz: int | None = None
+    cpu_load_percent: float | None = None
 
     def __post_init__(self) -> None:
         node_of = {cpu: node.index for node in self.numa_nodes for cpu in node.cpus}

@@ -61,7 +61,9 @@ class HostState:
     ``socket_free_*_desc`` are the per-socket figures sorted from the emptiest socket down (never empty).
     ``exclusive_core_count`` counts cores every online thread of which is held exclusively (taken, as oVirt
     counts them); ``unpinned_*`` count online threads not held exclusively, and cores not taken;
-    ``shared_count`` counts online pCPUs pinned without exclusivity only.
+    ``shared_count`` counts online pCPUs pinned without exclusivity only. ``cpu_load_percent`` is the topology's
+    measured load; ``pending_vcpus`` are the vCPUs of pending claims, VMs on their way in that a load measured
+    now does not show yet.
     """
 
     id: int
@@ -94,6 +96,8 @@ class HostState:
     socket_free_threads_desc: tuple[int, ...]
     socket_free_cores_desc: tuple[int, ...]
     allocated_vcpus: int
+    pending_vcpus: int
+    cpu_load_percent: float | None
     max_shared_vcpus: int
     small_free_kib: int
     hugepages_free: Mapping[int, int]
@@ -153,13 +157,15 @@ def _layout(
 
 def _build(topology: HostTopology, layout: Layout, allocations: list[Allocation]) -> HostState:
     exclusive = shared = 0
-    allocated_vcpus = max_shared_vcpus = 0
+    allocated_vcpus = pending_vcpus = max_shared_vcpus = 0
     small_used: dict[int, int] = defaultdict(int)
     pages_used: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for alloc in allocations:
         exclusive |= mask_of(alloc.exclusive_cpus)
         shared |= mask_of(alloc.shared_cpus)
         allocated_vcpus += alloc.vcpus
+        if alloc.pending:
+            pending_vcpus += alloc.vcpus
         if not alloc.exclusive_cpus:
             max_shared_vcpus = max(max_shared_vcpus, alloc.vcpus)
         for node, mib in alloc.memory_mib.items():
@@ -247,6 +253,8 @@ def _build(topology: HostTopology, layout: Layout, allocations: list[Allocation]
         socket_free_threads_desc=tuple(sorted(socket_free_threads.values(), reverse=True)) or (0,),
         socket_free_cores_desc=tuple(sorted(socket_free_cores.values(), reverse=True)) or (0,),
         allocated_vcpus=allocated_vcpus,
+        pending_vcpus=pending_vcpus,
+        cpu_load_percent=topology.cpu_load_percent,
         max_shared_vcpus=max_shared_vcpus,
         small_free_kib=sum(n.small_free_kib for n in nodes) - unknown_small,
         hugepages_free=dict(hugepages_free),

@@ -16,9 +16,16 @@ Scorer = Callable[[Sequence[HostState]], list[float]]
 
 
 def cpu_load(plan: Plan) -> Scorer:
-    """Fewer vCPUs per online pCPU after adding the VM."""
+    """Fewer busy pCPUs per online pCPU after adding the VM, the VM busy on every vCPU. A host's busy pCPUs are its
+    measured load plus the vCPUs of its pending claims (VMs on their way in) where the load is measured, else its
+    allocated vCPUs."""
     vcpus = plan.vcpus
-    return lambda hosts: [x if (x := (h.allocated_vcpus + vcpus) / (h.online_count or 1)) < 1.0 else 1.0 for h in hosts]
+
+    def busy(h: HostState) -> float:
+        load = h.cpu_load_percent
+        return h.allocated_vcpus if load is None else load * h.online_count / 100 + h.pending_vcpus
+
+    return lambda hosts: [x if (x := (busy(h) + vcpus) / (h.online_count or 1)) < 1.0 else 1.0 for h in hosts]
 
 
 def memory_load(plan: Plan) -> Scorer:

@@ -3,27 +3,9 @@
 import pytest
 
 from hpadmin.operations.models import JobState, MigrationJob
-from hpadmin.operations.services import start_vm
-from tests.factories import make_host, make_vm
+from tests.factories import make_host, make_hp_vm, start_hp_vm
 
 pytestmark = pytest.mark.django_db
-
-
-def hp_vm(cluster, **values):
-    values = {
-        "optimized_for": "high_performance",
-        "cpu_pinning_policy": "dedicated",
-        "cores": 2,
-        "threads": 2,
-        "memory_mib": 2048,
-        "hugepage_kib": 2048,
-        **values,
-    }
-    return make_vm(cluster, **values)
-
-
-def running(cluster, host, **values):
-    return start_vm(hp_vm(cluster, **values), host=host)
 
 
 def post(api, vm, action, body=None):
@@ -34,7 +16,7 @@ def post(api, vm, action, body=None):
 
 
 def test_start_then_stop(api, cluster, hosts):
-    vm = hp_vm(cluster)
+    vm = make_hp_vm(cluster)
     r = post(api, vm, "start")
     assert r.status_code == 200, r.json()
     assert r.json()["status"] == "up" and r.json()["host"] in {h.pk for h in hosts}
@@ -46,7 +28,7 @@ def test_start_then_stop(api, cluster, hosts):
 
 
 def test_start_where_nothing_fits_is_400_with_each_host_reason(api, cluster, hosts):
-    vm = hp_vm(cluster, memory_mib=2 * 1024 * 1024)
+    vm = make_hp_vm(cluster, memory_mib=2 * 1024 * 1024)
     r = post(api, vm, "start")
     assert r.status_code == 400
     assert set(r.json()["errors"]) == {"h1", "h2"}
@@ -56,7 +38,7 @@ def test_a_refused_start_names_the_vms_own_host_first_with_its_reason(api, clust
     for name in ("a1", "a2", "a3"):  # before the VM's own host in any order by name
         make_host(cluster, name=name, numa_nodes=2, cores=4, threads=2, hp2m=2048)
     own = make_host(cluster, name="z-own", numa_nodes=2, cores=4, threads=2)  # no hugepages
-    vm = hp_vm(cluster, migration_mode="pinned", hosts=[own])
+    vm = make_hp_vm(cluster, migration_mode="pinned", hosts=[own])
     r = post(api, vm, "start")
     assert r.status_code == 400
     detail = r.json()["detail"]
@@ -71,7 +53,7 @@ def test_a_refused_start_names_the_vms_own_host_first_with_its_reason(api, clust
 
 
 def test_migrate_to_a_host_answers_202_with_the_job(api, cluster, hosts, django_capture_on_commit_callbacks):
-    vm = running(cluster, hosts[0])
+    vm = start_hp_vm(cluster, hosts[0])
     with django_capture_on_commit_callbacks(execute=True):
         r = post(api, vm, "migrate", {"host": hosts[1].pk, "force": True, "reason": "kernel update"})
     assert r.status_code == 202, r.json()
@@ -88,7 +70,7 @@ def test_migrate_to_a_host_answers_202_with_the_job(api, cluster, hosts, django_
 
 
 def test_migrate_without_a_host_lets_the_scheduler_choose(api, cluster, hosts, django_capture_on_commit_callbacks):
-    vm = running(cluster, hosts[0])
+    vm = start_hp_vm(cluster, hosts[0])
     with django_capture_on_commit_callbacks(execute=True):
         r = post(api, vm, "migrate", {"force": True})
     assert r.status_code == 202
@@ -97,7 +79,7 @@ def test_migrate_without_a_host_lets_the_scheduler_choose(api, cluster, hosts, d
 
 
 def test_manual_only_vm_without_force_is_400(api, cluster, hosts):
-    vm = running(cluster, hosts[0])
+    vm = start_hp_vm(cluster, hosts[0])
     r = post(api, vm, "migrate", {"host": hosts[1].pk})
     assert r.status_code == 400
     assert "force" in r.json()["detail"] and list(r.json()["errors"]) == [vm.name]
@@ -105,7 +87,7 @@ def test_manual_only_vm_without_force_is_400(api, cluster, hosts):
 
 
 def test_unknown_destination_is_400_on_host(api, cluster, hosts):
-    vm = running(cluster, hosts[0])
+    vm = start_hp_vm(cluster, hosts[0])
     r = post(api, vm, "migrate", {"host": 999, "force": True})
     assert r.status_code == 400 and "host" in r.json()
     r = post(api, vm, "migrate", {"force": "maybe"})
@@ -114,7 +96,7 @@ def test_unknown_destination_is_400_on_host(api, cluster, hosts):
 
 def test_destination_failing_filters_is_400_with_every_reason(api, cluster, hosts):
     small = make_host(cluster, name="small", numa_nodes=1, cores=2, threads=1)  # no hugepages, 2 pCPUs
-    vm = running(cluster, hosts[0])
+    vm = start_hp_vm(cluster, hosts[0])
     r = post(api, vm, "migrate", {"host": small.pk, "force": True})
     assert r.status_code == 400
     detail = r.json()["detail"]
@@ -127,11 +109,11 @@ def test_destination_failing_filters_is_400_with_every_reason(api, cluster, host
 )
 def test_state_conflicts_are_409(api, cluster, hosts, state, message):
     if state == "down":
-        vm = hp_vm(cluster)
+        vm = make_hp_vm(cluster)
     elif state == "pinned":
-        vm = running(cluster, hosts[0], migration_mode="pinned", hosts=[hosts[0]])
+        vm = start_hp_vm(cluster, hosts[0], migration_mode="pinned", hosts=[hosts[0]])
     else:
-        vm = running(cluster, hosts[0])
+        vm = start_hp_vm(cluster, hosts[0])
         assert post(api, vm, "migrate", {"force": True}).status_code == 202  # the job waits: not committed
     r = post(api, vm, "migrate", {"host": hosts[1].pk, "force": True})
     assert r.status_code == 409
@@ -139,7 +121,7 @@ def test_state_conflicts_are_409(api, cluster, hosts, state, message):
 
 
 def test_cancel_a_waiting_migration(api, cluster, hosts):
-    vm = running(cluster, hosts[0])
+    vm = start_hp_vm(cluster, hosts[0])
     job_url = post(api, vm, "migrate", {"force": True}).json()["job"]
     r = post(api, vm, "cancel-migration")
     assert r.status_code == 202
@@ -154,7 +136,7 @@ def test_cancel_a_waiting_migration(api, cluster, hosts):
 
 def test_migration_candidates_judge_every_host(api, cluster, hosts):
     make_host(cluster, name="small", numa_nodes=1, cores=2, threads=1)
-    vm = running(cluster, hosts[0])
+    vm = start_hp_vm(cluster, hosts[0])
     r = api.get(f"/api/v1/vms/{vm.pk}/migration-candidates/")
     assert r.status_code == 200
     verdicts = {v["host_name"]: v for v in r.json()}
@@ -168,7 +150,7 @@ def test_migration_candidates_judge_every_host(api, cluster, hosts):
 
 
 def test_migration_candidates_for_one_host(api, cluster, hosts):
-    vm = running(cluster, hosts[0])
+    vm = start_hp_vm(cluster, hosts[0])
     r = api.get(f"/api/v1/vms/{vm.pk}/migration-candidates/?host={hosts[1].pk}")
     assert [v["host"] for v in r.json()] == [hosts[1].pk]
     assert api.get(f"/api/v1/vms/{vm.pk}/migration-candidates/?host=999").status_code == 400
@@ -178,8 +160,8 @@ def test_migration_candidates_for_one_host(api, cluster, hosts):
 
 
 def test_jobs_and_events_filters(api, cluster, hosts, django_capture_on_commit_callbacks):
-    moved = running(cluster, hosts[0])
-    waiting = running(cluster, hosts[1], cores=1)
+    moved = start_hp_vm(cluster, hosts[0])
+    waiting = start_hp_vm(cluster, hosts[1], cores=1)
     with django_capture_on_commit_callbacks(execute=True):
         post(api, moved, "migrate", {"host": hosts[1].pk, "force": True})
     post(api, waiting, "migrate", {"force": True})

@@ -7,8 +7,15 @@ import uuid
 import libvirt
 import pytest
 
-from hpadmin.hypervisor.base import DomainSpec, DomainState, GuestNumaCell, HypervisorError, MigrationOptions
-from hpadmin.hypervisor.libvirt_driver import LibvirtDriver, _progress
+from hpadmin.hypervisor.base import (
+    DomainSpec,
+    DomainState,
+    GuestNumaCell,
+    HypervisorError,
+    MigrationOptions,
+    PowerState,
+)
+from hpadmin.hypervisor.libvirt_driver import LibvirtDriver, _progress, busy_percent
 
 TEST_URI = "test:///default"
 NOWHERE = "qemu+tcp://127.0.0.1:1/system"  # nothing listens on port 1
@@ -96,6 +103,24 @@ def test_unreachable_host(driver):
     assert raised.value.message.startswith("Host 127.0.0.1:1 is unreachable")
 
 
+def test_heartbeat_and_power_management(driver):
+    """A host answers the heartbeat while libvirt does; it is powered off by its fence command alone, whose exit
+    status decides, and one that does not answer may be off or hung."""
+    driver.ping(TEST_URI)
+    assert driver.power_status(TEST_URI) == PowerState.ON
+    with pytest.raises(HypervisorError) as silent:
+        driver.ping(NOWHERE)
+    assert silent.value.kind == "unreachable"
+    assert driver.power_status(NOWHERE) == PowerState.UNKNOWN
+    with pytest.raises(HypervisorError) as no_power_management:
+        driver.power_off(NOWHERE, "")
+    assert no_power_management.value.kind == "refused"
+    driver.power_off(NOWHERE, "exit 0")
+    with pytest.raises(HypervisorError) as failed:
+        driver.power_off(NOWHERE, "exit 1")
+    assert failed.value.kind == "failed"
+
+
 def test_migration_to_an_unreachable_destination_leaves_the_vm(driver, spec):
     driver.start(TEST_URI, spec)
     reports = []
@@ -107,6 +132,33 @@ def test_migration_to_an_unreachable_destination_leaves_the_vm(driver, spec):
     assert raised.value.message.startswith("Destination host 127.0.0.1:1 is unreachable")
     assert reports == []
     assert driver.domain_state(TEST_URI, spec.name) == DomainState.RUNNING
+
+
+def test_cpu_load_reads_the_counters_twice(driver):
+    """The test driver's CPU time counters stand still: no time was busy between the two readings."""
+    quick = LibvirtDriver(load_interval_s=0)
+    assert quick.cpu_load(TEST_URI) == 0.0
+    with pytest.raises(HypervisorError) as raised:
+        quick.cpu_load(NOWHERE)
+    assert raised.value.kind == "unreachable"
+
+
+def test_the_next_cpu_load_reading_of_a_host_does_not_wait(monkeypatch):
+    """A balancing round reads every host in turn: after a host's first reading, its load is measured since the
+    previous one, so the next round waits for no host."""
+    waits = []
+    monkeypatch.setattr("hpadmin.hypervisor.libvirt_driver.time.sleep", waits.append)
+    reader = LibvirtDriver(load_interval_s=1.0)
+    assert reader.cpu_load(TEST_URI) == 0.0
+    assert reader.cpu_load(TEST_URI) == 0.0
+    assert waits == [1.0]
+
+
+def test_busy_percent_is_the_time_neither_idle_nor_waiting_for_io():
+    before = {"kernel": 100, "user": 300, "idle": 500, "iowait": 100}
+    after = {"kernel": 200, "user": 500, "idle": 700, "iowait": 200}
+    assert busy_percent(before, after) == 50.0  # 300 of 600 ns busy
+    assert busy_percent(before, before) == 0.0
 
 
 def test_dead_connection_is_reopened(driver):

@@ -1,12 +1,19 @@
-"""The simulated hypervisor: host shapes from URIs, the pre-copy model, and each injectable fault."""
+"""The simulated hypervisor: host shapes from URIs, the pre-copy model, each injectable fault, and the CPU load a
+host reports (from its guests, plus an extra load)."""
 
 import socket
 
 import pytest
 
-from hpadmin.hypervisor.base import DomainSpec, DomainState, HypervisorError, MigrationOptions
-from hpadmin.hypervisor.models import FaultKind, SimulatedDomain, SimulatedFault
-from hpadmin.hypervisor.simulated import SimulatedDriver, capabilities_from_uri
+from hpadmin.hypervisor.base import DomainSpec, DomainState, HypervisorError, MigrationOptions, PowerState
+from hpadmin.hypervisor.models import FaultKind, SimulatedDomain, SimulatedFault, SimulatedHostLoad
+from hpadmin.hypervisor.simulated import (
+    SimulatedDriver,
+    capabilities_from_uri,
+    fail_host,
+    power_off_host,
+    recover_host,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -132,3 +139,77 @@ def test_a_migration_whose_process_died_ends_on_the_source(driver):
     SimulatedDomain.objects.filter(name="vm").update(state="migrating", migrating_to=DST, migrated_by=dead)
     assert driver.domain_state(SRC, "vm") == DomainState.RUNNING
     assert SimulatedDomain.objects.get(name="vm").migrating_to == ""
+
+
+def test_a_host_fails_is_fenced_and_recovers(driver):
+    """A hung host keeps its guest; fencing runs its fence command and, once that succeeded, cuts its power (the
+    guest is gone); after a reboot it answers again with nothing running."""
+    fail_host(SRC)
+    with pytest.raises(HypervisorError) as silent:
+        driver.ping(SRC)
+    assert silent.value.kind == "unreachable" and driver.power_status(SRC) == PowerState.ON
+    assert SimulatedDomain.objects.filter(host_uri=SRC).exists()
+    with pytest.raises(HypervisorError) as no_power_management:
+        driver.power_off(SRC, "")
+    assert no_power_management.value.kind == "refused"
+    with pytest.raises(HypervisorError, match="exit status 1"):
+        driver.power_off(SRC, "false")
+    assert driver.power_status(SRC) == PowerState.ON
+    driver.power_off(SRC, "true")
+    assert driver.power_status(SRC) == PowerState.OFF and not SimulatedDomain.objects.filter(host_uri=SRC).exists()
+    recover_host(SRC)
+    driver.ping(SRC)
+    assert driver.power_status(SRC) == PowerState.ON and driver.list_domains(SRC) == []
+
+
+@pytest.mark.parametrize(("off", "left"), [(SRC, []), (DST, [(SRC, "running")])])
+def test_a_host_powered_off_during_the_copy_fails_the_migration(driver, off, left):
+    """The guest never lands on a host that is off, nor survives the loss of its source."""
+
+    def progress(p):
+        if p.phase == "setup":
+            power_off_host(off)
+
+    with pytest.raises(HypervisorError):
+        driver.migrate(SRC, DST, spec(), MigrationOptions(), progress)
+    assert list(SimulatedDomain.objects.values_list("host_uri", "state")) == left
+
+
+# -- CPU load ---------------------------------------------------------------------------------------------------
+
+EIGHT = "sim://load?sockets=1&cores=8&threads=1&nodes=1"
+
+
+def test_cpu_load_comes_from_the_running_guests_and_the_extra_load():
+    """Each guest keeps its vCPUs half busy: 4 vCPUs on 8 CPUs are 25 %; a paused guest loads nothing."""
+    driver = SimulatedDriver()
+    assert driver.cpu_load(EIGHT) == 0.0
+    driver.start(EIGHT, DomainSpec(uuid="a", name="a", sockets=1, cores=2, threads=2, memory_mib=1024))
+    assert driver.cpu_load(EIGHT) == 25.0
+    SimulatedDomain.objects.filter(name="a").update(state=DomainState.PAUSED)
+    assert driver.cpu_load(EIGHT) == 0.0
+    SimulatedDomain.objects.filter(name="a").update(state=DomainState.RUNNING)
+    SimulatedHostLoad.objects.create(host_uri=EIGHT, extra_percent=60)
+    assert driver.cpu_load(EIGHT) == 85.0
+    SimulatedHostLoad.objects.filter(host_uri=EIGHT).update(extra_percent=90)
+    assert driver.cpu_load(EIGHT) == 100.0
+
+
+def test_cpu_load_counts_online_cpus_only():
+    driver = SimulatedDriver()
+    half_offline = "sim://load?sockets=1&cores=8&threads=1&nodes=1&offline=4,5,6,7"
+    driver.start(half_offline, DomainSpec(uuid="a", name="a", sockets=1, cores=4, threads=1, memory_mib=1024))
+    assert driver.cpu_load(half_offline) == 50.0
+
+
+def test_the_load_moves_with_a_migrated_guest(driver):
+    assert (driver.cpu_load(SRC), driver.cpu_load(DST)) == (6.25, 0.0)  # 2 vCPUs half busy on 16 CPUs
+    migrate(driver)
+    assert (driver.cpu_load(SRC), driver.cpu_load(DST)) == (0.0, 6.25)
+
+
+def test_cpu_load_of_an_unreachable_host_fails():
+    SimulatedFault.objects.create(host_uri=EIGHT, kind=FaultKind.UNREACHABLE)
+    with pytest.raises(HypervisorError) as raised:
+        SimulatedDriver().cpu_load(EIGHT)
+    assert raised.value.kind == "unreachable"

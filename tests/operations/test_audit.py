@@ -7,6 +7,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from hpadmin.operations import audit
 from hpadmin.operations.models import Event
 from hpadmin.operations.services import start_vm
 from hpadmin.vms.models import Pool, Template, VirtualMachine
@@ -375,3 +376,37 @@ def test_api_refused_start_is_recorded(api, admin, cluster, host):
     assert event.message == f"Failed to run VM huge (User: alice). {r.json()['detail']}"
     assert (event.user, event.vm, event.severity) == (admin, vm, "error")
     assert api.get("/api/v1/events/", {"code": "user_failed_run_vm"}).json()["results"][0]["user"] == admin.pk
+
+
+def test_a_fence_command_is_set_by_superusers_only_and_never_shown_in_the_trail(api, admin, host):
+    """The workers run it as a shell command and it may carry its BMC's password: staff may not set it, and the
+    event a change records tells only that it is set, with a fingerprint that tells one command from another."""
+    command = "ipmitool -I lanplus -H bmc-h1 -U admin -P s3cret chassis power off"
+    r = api.patch(f"/api/v1/hosts/{host.pk}/", {"fence_command": command}, format="json")
+    assert r.status_code == 400
+    assert r.json()["fence_command"] == [
+        "Only a superuser may set the fence command: the workers run it as a shell command."
+    ]
+    assert "fence_command" not in api.get(f"/api/v1/hosts/{host.pk}/").json()
+
+    admin.is_superuser = True
+    admin.save()
+    assert api.patch(f"/api/v1/hosts/{host.pk}/", {"fence_command": command}, format="json").status_code == 200
+    assert api.get(f"/api/v1/hosts/{host.pk}/").json()["fence_command"] == command
+    first = the_event("user_update_host").message
+    assert "s3cret" not in first and "Fence command: none → set (fingerprint " in first
+    api.patch(f"/api/v1/hosts/{host.pk}/", {"fence_command": command.replace("s3cret", "other")}, format="json")
+    second = events("user_update_host")[1].message
+    assert "other" not in second and second.count("set (fingerprint ") == 2
+
+
+def test_a_hosts_status_and_load_are_not_configuration(admin, host):
+    """What a maintenance or a heartbeat changed while an admin edited the host is left to the host's own events:
+    the edit's event lists the edit only."""
+    before = audit.snapshot(host)
+    host.status, host.status_reason, host.cpu_load_percent = "non_operational", "CPU flag missing", 93.0
+    host.name = "h1-renamed"
+    host.save()
+    assert audit.record_changed(host, before, admin).message == (
+        "Host h1-renamed configuration was updated by alice: Name: h1 → h1-renamed."
+    )

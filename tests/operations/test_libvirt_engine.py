@@ -1,5 +1,6 @@
 """The whole path on real libvirt hosts: hosts added through the driver, a VM started by the scheduler,
-``migrate_vms`` carried out by a Celery worker process, and a refused migration that leaves the VM be.
+``migrate_vms`` carried out by a Celery worker process, a refused migration that leaves the VM be, and a
+host's maintenance that moves its pinned VM.
 
 Needs root and the testbed (``make test-libvirt``)."""
 
@@ -11,8 +12,11 @@ import uuid
 
 import libvirt
 import pytest
+from django.contrib.auth import get_user_model
 
+from hpadmin.inventory.models import Host
 from hpadmin.inventory.services import add_host
+from hpadmin.operations.maintenance import activate_host, start_maintenance
 from hpadmin.operations.models import JobState, MigrationJob
 from hpadmin.operations.services import migrate_vms, start_vm, stop_vm
 from scheduler.models import Allocation
@@ -103,3 +107,35 @@ def test_migrate_vms_through_a_worker_on_real_hosts(testbed, workers):  # noqa: 
         conn.close()
         stop_vm(vm)
     assert vm.name not in domains(testbed.b)
+
+
+def test_maintenance_of_a_real_host_moves_its_pinned_vm_with_the_destinations_pinning(testbed, workers):  # noqa: F811
+    cluster = make_cluster()
+    host_a = add_host(cluster, "libvirt-ma", testbed.a)
+    host_b = add_host(cluster, "libvirt-mb", testbed.b)
+    blocker = make_vm(cluster, name=f"blocker-{uuid.uuid4().hex[:6]}")
+    Allocation.objects.create(vm=blocker, host=host_b, state="active", vcpus=1, exclusive_cpus=[0])
+    vm = make_vm(
+        cluster,
+        name=f"hp-maint-{uuid.uuid4().hex[:6]}",
+        optimized_for="server",
+        cores=1,
+        memory_mib=128,
+        cpu_pinning_policy="dedicated",
+        memory_balloon=False,
+    )
+    vm = start_vm(vm, host=host_a)
+    assert pins(testbed.a, vm.name) == (0,)
+    admin = get_user_model().objects.create_user(f"ops-{uuid.uuid4().hex[:6]}", password="pw-ops-12345")
+    worker = workers()
+    try:
+        start_maintenance(host_a, user=admin, reason="real hosts")
+        wait_for(lambda: Host.objects.get(pk=host_a.pk).status == "maintenance", 120, "maintenance", [worker.log])
+        vm.refresh_from_db()
+        assert vm.host == host_b
+        assert Allocation.objects.get(vm=vm).exclusive_cpus == [1]
+        assert pins(testbed.b, vm.name) == (1,)
+        assert vm.name not in domains(testbed.a)
+    finally:
+        stop_vm(vm)
+        activate_host(host_a, user=admin)

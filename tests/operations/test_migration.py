@@ -18,12 +18,11 @@ from hpadmin.operations.services import (
     migrate_vms,
     migration_candidates,
     migration_plan,
-    start_vm,
 )
 from hpadmin.operations.tasks import dispatch_pending
 from hpadmin.utilities.processes import process_id
 from scheduler.models import Allocation
-from tests.factories import make_cluster, make_host, make_vm
+from tests.factories import make_cluster, make_host, make_vm, start_hp_vm
 
 pytestmark = pytest.mark.django_db
 
@@ -40,17 +39,7 @@ def hosts(cluster):
 
 
 def running_vm(cluster, host, **values):
-    values = {
-        "optimized_for": "high_performance",
-        "cpu_pinning_policy": "dedicated",
-        "cores": 2,
-        "threads": 2,
-        "memory_mib": 2048,
-        "hugepage_kib": 2048,
-        **values,
-    }
-    vm = make_vm(cluster, **values)
-    return start_vm(vm, host=host)
+    return start_hp_vm(cluster, host, **values)
 
 
 def fault(host, kind, times=0):

@@ -11,11 +11,13 @@ from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from rest_framework.test import APIClient
 
+from hpadmin.inventory.models import Host
 from hpadmin.operations import tasks, watchdog
 from hpadmin.operations.errors import OperationError
-from hpadmin.operations.models import JobState, MigrationJob
+from hpadmin.operations.maintenance import activate_host, advance_evacuations, start_maintenance
+from hpadmin.operations.models import Evacuation, JobState, MigrationJob
 from hpadmin.operations.services import cancel_migration, migrate_vms, start_vm
-from hpadmin.vms.models import VmStatus
+from hpadmin.vms.models import VirtualMachine, VmStatus
 from tests.factories import make_cluster, make_host, make_vm
 from tests.operations.invariants import assert_consistent
 from tests.operations.test_worker import wait_for, workers  # noqa: F401 - the fixture
@@ -151,4 +153,48 @@ def test_the_watchdog_leaves_a_running_job_alone(hosts, workers):  # noqa: F811
     settled([worker.log])
     job.refresh_from_db()
     assert job.state == JobState.SUCCEEDED
+    assert_consistent()
+
+
+def test_two_admins_put_one_host_into_maintenance_at_once(hosts, admin, workers):  # noqa: F811
+    vms = [up_vm(hosts[0]) for _ in range(2)]
+    worker = workers(speed=1.0)
+    results = race(*[lambda: start_maintenance(hosts[0], user=admin)] * 2)
+    assert sorted(type(r).__name__ for r in results) == ["Evacuation", "OperationError"], results
+    refused = next(r for r in results if isinstance(r, OperationError))
+    assert refused.status == 409 and "preparing for maintenance" in refused.message
+    wait_for(lambda: Host.objects.get(pk=hosts[0].pk).status == "maintenance", 120, "maintenance", [worker.log])
+    assert all(VirtualMachine.objects.get(pk=vm.pk).host_id != hosts[0].pk for vm in vms)
+    assert Evacuation.objects.get().state == "done"
+    assert_consistent()
+
+
+def test_maintenance_racing_a_migration_of_one_of_its_vms(hosts, admin, workers):  # noqa: F811
+    vm, other = up_vm(hosts[0], memory_mib=4096), up_vm(hosts[0])
+    worker = workers(speed=1.0)
+    maintenance, migrate = race(
+        lambda: start_maintenance(hosts[0], user=admin), post(admin, f"/api/v1/vms/{vm.pk}/migrate/", {"force": True})
+    )
+    assert not isinstance(maintenance, Exception), maintenance
+    assert migrate[0] in (202, 409), migrate
+
+    def in_maintenance() -> bool:
+        advance_evacuations()  # beat's round: the user's migration may have ended last
+        return Host.objects.get(pk=hosts[0].pk).status == "maintenance"
+
+    wait_for(in_maintenance, 120, "maintenance", [worker.log])
+    assert {VirtualMachine.objects.get(pk=v.pk).host_id for v in (vm, other)} <= {hosts[1].pk, hosts[2].pk}
+    assert_consistent()
+
+
+def test_activate_racing_the_evacuation_it_cancels(hosts, admin, workers):  # noqa: F811
+    for _ in range(3):
+        up_vm(hosts[0], memory_mib=4096)
+    worker = workers(speed=1.0)
+    start_maintenance(hosts[0], user=admin)
+    activated, rounds = race(lambda: activate_host(hosts[0], user=admin), advance_evacuations)
+    assert not isinstance(activated, Exception) and not isinstance(rounds, Exception), (activated, rounds)
+    settled([worker.log])
+    assert Host.objects.get(pk=hosts[0].pk).status == "up"
+    assert Evacuation.objects.get().state == "cancelled"
     assert_consistent()

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+SCENARIOS = Path(__file__).resolve().parents[2] / "docs" / "scenarios"  # the public what-if examples
+
 CLUSTER = {
     "format": "cluster-scenario/v1",
     "name": "tiny",
@@ -111,7 +113,7 @@ def test_missing_file(tmp_path):
 
 
 def test_evacuate_example_plans_the_moves_together(tmp_path):
-    document = json.loads((Path(__file__).parent / "data" / "evacuate_together.json").read_text())
+    document = json.loads((SCENARIOS / "evacuate_together.json").read_text())
     result = run(tmp_path, document)
     assert result["error"] is None
     moves = {m["vm"]: (m["to"], m["suspended"]) for m in result["moves"]}
@@ -124,7 +126,7 @@ def test_evacuate_example_plans_the_moves_together(tmp_path):
 
 
 def test_evacuate_by_the_system_leaves_manual_only_vms(tmp_path):
-    document = json.loads((Path(__file__).parent / "data" / "evacuate_together.json").read_text())
+    document = json.loads((SCENARIOS / "evacuate_together.json").read_text())
     document["request"]["initiator"] = "system"
     result = run(tmp_path, document)
     assert [m["vm"] for m in result["moves"]] == ["large"]
@@ -132,6 +134,13 @@ def test_evacuate_by_the_system_leaves_manual_only_vms(tmp_path):
 
 
 def test_other_v2_requests_are_refused_clearly(tmp_path):
-    document = {**CLUSTER, "format": "cluster-scenario/v2", "request": {"action": "balance"}}
-    with pytest.raises(CommandError, match="cluster-scenario/v2 request 'balance' is not supported yet"):
+    document = {**CLUSTER, "format": "cluster-scenario/v2", "request": {"action": "migrate"}}
+    with pytest.raises(CommandError, match="cluster-scenario/v2 request 'migrate' is not supported yet"):
         run(tmp_path, document)
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.json")), ids=lambda p: p.stem)
+def test_every_public_example_is_answered_and_listed(tmp_path, path):
+    answer = run(tmp_path, json.loads(path.read_text()))
+    assert answer["error"] is None and answer["moves"], answer
+    assert f"`{path.name}`" in (SCENARIOS / "README.md").read_text()

@@ -6,9 +6,12 @@ from .base import ErrorSerializer
 from .inventory import ClusterSerializer, HostCreateSerializer, HostSerializer
 from .operations import (
     CandidatesQuerySerializer,
+    EvacuationSerializer,
     EventSerializer,
     HostVerdictSerializer,
     JobReferenceSerializer,
+    MaintenancePreviewSerializer,
+    MaintenanceSerializer,
     MigrateSerializer,
     MigrationJobSerializer,
 )
@@ -18,11 +21,14 @@ __all__ = [
     "CandidatesQuerySerializer",
     "ClusterSerializer",
     "ErrorSerializer",
+    "EvacuationSerializer",
     "EventSerializer",
     "HostCreateSerializer",
     "HostSerializer",
     "HostVerdictSerializer",
     "JobReferenceSerializer",
+    "MaintenancePreviewSerializer",
+    "MaintenanceSerializer",
     "MigrateSerializer",
     "MigrationJobSerializer",
     "PoolSerializer",

@@ -9,10 +9,11 @@ from rest_framework import serializers
 
 from hpadmin.hypervisor.registry import validate_host_uri
 from hpadmin.inventory.models import Cluster, Host, HostCpu, HostNumaNode, HugePagePool
-from hpadmin.inventory.services import add_host, default_uri
+from hpadmin.inventory.services import add_host, default_uri, update_host
 from scheduler.models import Allocation
 
 from .base import FiniteFloatField, ValidatedModelSerializer, detail_url
+from .operations import EvacuationProgressSerializer
 
 
 class ClusterSerializer(ValidatedModelSerializer):
@@ -38,6 +39,10 @@ class ClusterSerializer(ValidatedModelSerializer):
             "migration_policy",
             "weight_factors",
             "auto_migrate_hp",
+            "scheduling_policy",
+            "high_utilization",
+            "low_utilization",
+            "over_utilization_minutes",
         ]
 
 
@@ -87,8 +92,14 @@ class AllocationSerializer(serializers.ModelSerializer):
         ]
 
 
-class HostSerializer(serializers.ModelSerializer):
-    """A host with its topology (NUMA nodes, CPUs, hugepage pools) and what VMs hold on it."""
+FENCE_COMMAND_SUPERUSER = "Only a superuser may set the fence command: the workers run it as a shell command."
+
+
+class HostSerializer(ValidatedModelSerializer):
+    """A host with its topology (NUMA nodes, CPUs, hugepage pools) and what VMs hold on it, and while it is
+    preparing for maintenance how far its evacuation is. Of its settings its name, its fence command and (in
+    maintenance, ``Host.clean()``) its cluster are written here; admins alone see the fence command (it often
+    carries the BMC's password)."""
 
     url = detail_url("host")
     supports_numa = serializers.BooleanField(read_only=True)
@@ -96,6 +107,9 @@ class HostSerializer(serializers.ModelSerializer):
     cpus = HostCpuSerializer(many=True, read_only=True)
     hugepage_pools = HugePagePoolSerializer(many=True, read_only=True)
     allocations = AllocationSerializer(many=True, read_only=True)
+    evacuation = serializers.SerializerMethodField(
+        help_text="While the host is preparing for maintenance (or the system moves its VMs away): how far it is."
+    )
 
     class Meta:
         model = Host
@@ -106,6 +120,11 @@ class HostSerializer(serializers.ModelSerializer):
             "cluster",
             "uri",
             "status",
+            "status_reason",
+            "evacuation",
+            "last_seen_at",
+            "fence_command",
+            "cpu_load_percent",
             "cpu_model",
             "cpu_flags",
             "sockets",
@@ -120,7 +139,46 @@ class HostSerializer(serializers.ModelSerializer):
             "hugepage_pools",
             "allocations",
         ]
-        read_only_fields = fields
+        read_only_fields = [name for name in fields if name not in ("name", "cluster", "fence_command")]
+
+    def _superuser(self) -> bool:
+        request = self.context.get("request")
+        return bool(getattr(getattr(request, "user", None), "is_superuser", False))
+
+    def to_representation(self, instance: Host) -> dict:
+        data = super().to_representation(instance)
+        if not self._superuser():
+            del data["fence_command"]  # it may hold its BMC's password
+        return data
+
+    def validate_fence_command(self, value: str) -> str:
+        if value != getattr(self.instance, "fence_command", "") and not self._superuser():
+            raise serializers.ValidationError(FENCE_COMMAND_SUPERUSER)
+        return value
+
+    @extend_schema_field(EvacuationProgressSerializer(allow_null=True))
+    def get_evacuation(self, host: Host) -> dict | None:
+        running = host.running_evacuations  # prefetched by the view, with what has moved
+        if not running:
+            return None
+        evacuation = running[0]
+        moved, total = evacuation.progress()
+        return {
+            "id": evacuation.pk,
+            "initiator": evacuation.initiator,
+            "moved": moved,
+            "total": total,
+            "error": evacuation.error,
+        }
+
+    def update(self, instance: Host, validated_data: dict) -> Host:
+        # Only what was sent is written: the host's status and topology change under other processes meanwhile.
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        try:
+            return update_host(instance, validated_data)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(self.field_errors(exc)) from None
 
 
 class HostCreateSerializer(serializers.ModelSerializer):

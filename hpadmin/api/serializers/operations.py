@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from hpadmin.inventory.models import Host
-from hpadmin.operations.models import Event, MigrationJob
+from hpadmin.operations.models import Evacuation, Event, MigrationJob
 
 from .base import detail_url
 
@@ -111,4 +112,117 @@ class HostVerdictSerializer(serializers.Serializer):
             "rank": verdict.rank,
             "score": verdict.score,
             "rejections": [{"filter": name, "reason": reason} for name, reason in verdict.rejections],
+        }
+
+
+# -- host maintenance ------------------------------------------------------------------------------------------------
+
+
+class EvacuationProgressSerializer(serializers.Serializer):
+    """How far a host's evacuation is: VMs moved off it, of those it had to move."""
+
+    id = serializers.IntegerField(help_text="The evacuation.")
+    initiator = serializers.CharField(help_text="user (a maintenance) or system (a non-operational host's VMs).")
+    moved = serializers.IntegerField()
+    total = serializers.IntegerField()
+    error = serializers.CharField(help_text="The VMs that could not move, and why; empty while all goes well.")
+
+
+class EvacuationMoveSerializer(serializers.ModelSerializer):
+    """One VM's move in an evacuation: the host the plan sends it to, and its migration job."""
+
+    job = detail_url("job")
+    vm_name = serializers.CharField(source="vm.name", read_only=True)
+    host = serializers.PrimaryKeyRelatedField(source="requested_destination", read_only=True, allow_null=True)
+    host_name = serializers.CharField(
+        source="requested_destination.name", read_only=True, allow_null=True, default=None
+    )
+
+    class Meta:
+        model = MigrationJob
+        fields = ["job", "id", "vm", "vm_name", "host", "host_name", "state"]
+        read_only_fields = fields
+
+
+class EvacuationSerializer(serializers.ModelSerializer):
+    """A host's maintenance in progress: how many of its VMs have moved, each VM's planned move and its job, and
+    what could not move."""
+
+    progress = serializers.SerializerMethodField()
+    moves = EvacuationMoveSerializer(source="jobs", many=True, read_only=True)
+
+    class Meta:
+        model = Evacuation
+        fields = [
+            "id",
+            "host",
+            "initiator",
+            "requested_by",
+            "reason",
+            "state",
+            "progress",
+            "error",
+            "moves",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(
+        serializers.DictField(child=serializers.IntegerField(), help_text="moved: VMs moved off the host; total.")
+    )
+    def get_progress(self, evacuation: Evacuation) -> dict[str, int]:
+        moved, total = evacuation.progress()
+        return {"moved": moved, "total": total}
+
+
+class MaintenanceSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, default="", help_text="Why; the event log keeps it."
+    )
+
+
+class PlannedMoveSerializer(serializers.Serializer):
+    vm = serializers.IntegerField()
+    vm_name = serializers.CharField()
+    host = serializers.IntegerField(help_text="The destination the plan chose.")
+    host_name = serializers.CharField()
+
+
+class PlannedStaySerializer(serializers.Serializer):
+    vm = serializers.IntegerField()
+    vm_name = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class VmReferenceSerializer(serializers.Serializer):
+    vm = serializers.IntegerField()
+    vm_name = serializers.CharField()
+
+
+class MaintenancePreviewSerializer(serializers.Serializer):
+    """What a maintenance of the host would do now, planned and not carried out: where each VM would go, the
+    VMs that would stay and why, the HP and pinned VMs that may run slower where they go; or, when a running
+    "Do not allow migration" VM blocks it, oVirt's message naming them."""
+
+    blocked = serializers.BooleanField()
+    message = serializers.CharField(help_text="Why the maintenance is refused; empty when it is not.")
+    blocking = VmReferenceSerializer(many=True, help_text='The running "Do not allow migration" VMs.')
+    moves = PlannedMoveSerializer(many=True)
+    stays = PlannedStaySerializer(many=True)
+    slower = VmReferenceSerializer(many=True, help_text="HP and pinned VMs that will be migrated and may run slower.")
+    exact = serializers.BooleanField(help_text="False when the plan comes from the heuristic (a large host).")
+
+    def to_representation(self, preview) -> dict:
+        def ref(vm) -> dict:
+            return {"vm": vm.pk, "vm_name": vm.name}
+
+        return {
+            "blocked": bool(preview.blocking),
+            "message": preview.message,
+            "blocking": [ref(vm) for vm in preview.blocking],
+            "moves": [{**ref(vm), "host": host.pk, "host_name": host.name} for vm, host in preview.moves],
+            "stays": [{**ref(vm), "reason": reason} for vm, reason in preview.stays],
+            "slower": [ref(vm) for vm in preview.slower],
+            "exact": preview.exact,
         }

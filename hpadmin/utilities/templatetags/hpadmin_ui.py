@@ -18,6 +18,7 @@ BADGE_COLORS = {
         "maintenance": "warning",
         "preparing_for_maintenance": "info",
         "non_operational": "danger",
+        "non_responsive": "danger",
         "down": "dark",
     },
     "job": {

@@ -20,6 +20,7 @@ from hpadmin.vms.models import OptimizedFor, Pool, Template, VirtualMachine, VmS
 from scheduler.models import Allocation
 
 from .forms import ClusterFilterForm, HostFilterForm
+from .host_actions import host_state
 from .topology import attach_usage, host_topology, node_usage
 
 # -- overview and search -----------------------------------------------------------------------------------------
@@ -86,6 +87,9 @@ def cluster_list(request):
     return render_two_ways(request, "hpadmin/cluster_list.html", "hpadmin/htmx/cluster_table.html", context)
 
 
+CLUSTER_PAGE_HOSTS = 20  # the host list, filtered by cluster, shows them all
+
+
 @require_safe
 @login_required
 def cluster_detail(request, pk: int):
@@ -105,6 +109,8 @@ def cluster_detail(request, pk: int):
             for value, label in OptimizedFor.choices
         ],
         "weights": sorted(cluster.effective_weight_factors().items()),
+        "hosts": cluster.hosts.order_by("name")[:CLUSTER_PAGE_HOSTS],
+        "host_count": sum(hosts_by_status.values()),
         "events": cluster.events.select_related("vm", "host")[:10],
     }
     return render(request, "hpadmin/cluster_detail.html", context)
@@ -152,7 +158,7 @@ def host_detail(request, pk: int):
     usage = node_usage(host, allocations)
     sockets, legend = host_topology(host, allocations, usage)
     context = {
-        "host": host,
+        **host_state(host),
         "sockets": sockets,
         "legend": legend,
         "nodes": list(usage.values()),
