@@ -216,25 +216,34 @@ def evacuate(scenario: Mapping[str, Any]) -> dict[str, Any]:
     if (source := request["host"]) not in host_ids:
         error = {"code": "unknown_host", "message": f"host {source} is not in the cluster"}
         return {"error": error, "moves": [], "stays": []}
-    listed = [scenario["vm"]] if "vm" in scenario else []
-    by_name = {data["name"]: data for data in [*listed, *scenario.get("vms", ())]}
-    vms = [_vm(data, host_ids, vm_ids) for data in by_name.values() if data.get("running_on") == source]
+    vms = [vm for vm in _running_vms(scenario, host_ids, vm_ids) if vm.running_on == host_ids[source]]
     plan = plan_evacuation(_hosts(scenario, host_ids, vm_ids), vms, host_ids[source], initiator, _cluster(scenario))
     names = {i: name for name, i in host_ids.items()}
     vm_names = {i: name for name, i in vm_ids.items()}
     return {
         "error": None,
-        "moves": [
-            {
-                "vm": vm_names[move.vm_id],
-                "to": names[move.host_id],
-                "suspended": [],
-                "placement": placement_json(move.placement, names),
-            }
-            for move in plan.moves
-        ],
+        "moves": [_move_json(vm_names[move.vm_id], move.placement, names) for move in plan.moves],
         "stays": [{"vm": vm_names[stay.vm_id], "reason": stay.reason} for stay in plan.stays],
     }
+
+
+def _running_vms(
+    scenario: Mapping[str, Any], host_ids: Mapping[str, int], vm_ids: Mapping[str, int]
+) -> list[VMRequest]:
+    """The running VMs of ``vm`` and ``vms``, each name once."""
+    listed = [scenario["vm"]] if "vm" in scenario else []
+    by_name = {data["name"]: data for data in [*listed, *scenario.get("vms", ())]}
+    return [_vm(data, host_ids, vm_ids) for data in by_name.values() if data.get("running_on") is not None]
+
+
+def _move_json(
+    vm: str, placement: Placement, names: Mapping[int, str], source: str | None = None, reason: str | None = None
+) -> dict[str, Any]:
+    """One move of an answer: the VM, where from (balance) and where to, what it suspends, why (balance), and
+    its placement."""
+    move: dict[str, Any] = {"vm": vm} | ({"from": source} if source else {})
+    move |= {"to": names[placement.host_id], "suspended": []} | ({"reason": reason} if reason else {})
+    return move | {"placement": placement_json(placement, names)}
 
 
 def balance(scenario: Mapping[str, Any]) -> dict[str, Any]:
@@ -253,26 +262,15 @@ def balance(scenario: Mapping[str, Any]) -> dict[str, Any]:
         high_utilization=cluster.get("high_utilization", 80),
         low_utilization=cluster.get("low_utilization", 20),
     )
-    listed = [scenario["vm"]] if "vm" in scenario else []
-    by_name = {data["name"]: data for data in [*listed, *scenario.get("vms", ())]}
-    vms = [_vm(data, host_ids, vm_ids) for data in by_name.values() if data.get("running_on") is not None]
+    vms = _running_vms(scenario, host_ids, vm_ids)
     move = plan_balance(_hosts(scenario, host_ids, vm_ids), vms, policy, _cluster(scenario))
     if move is None:
         return {"error": None, "moves": []}
     names = {i: name for name, i in host_ids.items()}
-    vm_names = {i: name for name, i in vm_ids.items()}
+    vm_name = next(name for name, i in vm_ids.items() if i == move.vm_id)
     return {
         "error": None,
-        "moves": [
-            {
-                "vm": vm_names[move.vm_id],
-                "from": names[move.source],
-                "to": names[move.host_id],
-                "suspended": [],
-                "reason": move.reason,
-                "placement": placement_json(move.placement, names),
-            }
-        ],
+        "moves": [_move_json(vm_name, move.placement, names, names[move.source], move.reason)],
     }
 
 

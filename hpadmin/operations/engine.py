@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import transaction
@@ -306,6 +307,23 @@ def record_where_it_runs(vm: VirtualMachine, claim: Allocation | None, where: Ho
     scheduling.release(vm)
     vm.move(vm.status, VmStatus.DOWN, host=None)
     return "down"
+
+
+def record_down(vm: VirtualMachine, code: str, message: str, *, host: Host, expected: Iterable[str]) -> bool:
+    """A VM recorded on ``host`` that no hypervisor runs any more is down and gives back what it held, with an
+    error event; unless, under its row lock, it turns out to have moved on (another host, a job, a status other
+    than ``expected``)."""
+    with transaction.atomic():
+        locked = VirtualMachine.objects.select_for_update().get(pk=vm.pk)
+        if (
+            locked.host_id != host.pk
+            or MigrationJob.objects.filter(vm=locked).active().exists()
+            or not locked.move(expected, VmStatus.DOWN, host=None, drift="")
+        ):
+            return False
+        scheduling.release(locked)
+        events.record(code, message, severity=Severity.ERROR, vm=locked, host=host)
+        return True
 
 
 def settle(job_id: int, why: str) -> str:

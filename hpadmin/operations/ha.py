@@ -25,7 +25,6 @@ from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -33,11 +32,10 @@ from hpadmin.hypervisor.base import HypervisorError, PowerState
 from hpadmin.hypervisor.registry import get_driver
 from hpadmin.inventory.models import Host, HostStatus
 from hpadmin.vms.models import MigrationMode, VirtualMachine, VmStatus
-from scheduler import services as scheduling
 from scheduler.snapshot import placement_hosts
 
 from . import events
-from .engine import settle
+from .engine import record_down, settle
 from .errors import OperationError
 from .maintenance import start_maintenance
 from .models import JobState, MigrationJob, Severity
@@ -225,27 +223,14 @@ def _settle_jobs(host: Host) -> None:
         settle(job.pk, why)
 
 
+RAN = (VmStatus.UP, VmStatus.MIGRATING, VmStatus.STOPPING)  # a failed host's VMs in these are down now
+
+
 def _record_vms_down(host: Host) -> None:
     """Every VM still recorded on the host goes down and releases what it held."""
     for vm in VirtualMachine.objects.filter(host=host).exclude(status__in=(VmStatus.DOWN, VmStatus.STARTING)):
-        with transaction.atomic():
-            locked = VirtualMachine.objects.select_for_update().get(pk=vm.pk)
-            if (
-                locked.host_id != host.pk
-                or MigrationJob.objects.filter(vm=locked).active().exists()
-                or not locked.move(
-                    [VmStatus.UP, VmStatus.MIGRATING, VmStatus.STOPPING], VmStatus.DOWN, host=None, drift=""
-                )
-            ):
-                continue  # it moved on meanwhile
-            scheduling.release(locked)
-            events.record(
-                "vm_down_host_down",
-                f"VM {vm.name} is down: its host {host.name} is down. Its resources there are released.",
-                severity=Severity.ERROR,
-                vm=locked,
-                host=host,
-            )
+        message = f"VM {vm.name} is down: its host {host.name} is down. Its resources there are released."
+        record_down(vm, "vm_down_host_down", message, host=host, expected=RAN)
 
 
 # -- restarting highly available VMs ------------------------------------------------------------------------------

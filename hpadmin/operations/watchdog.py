@@ -27,11 +27,10 @@ from hpadmin.hypervisor.registry import get_driver
 from hpadmin.inventory.models import Host, HostStatus
 from hpadmin.utilities.processes import is_alive
 from hpadmin.vms.models import VirtualMachine, VmStatus
-from scheduler import services as scheduling
 from scheduler.models import Allocation
 
 from . import events
-from .engine import domain_hosts, record_where_it_runs, settle, where_it_runs
+from .engine import domain_hosts, record_down, record_where_it_runs, settle, where_it_runs
 from .models import RUNNING_JOB_STATES, JobState, MigrationJob, Severity
 
 logger = logging.getLogger(__name__)
@@ -147,7 +146,13 @@ def compare_hosts() -> dict[str, str]:
             vm, where = _look_again(vm, where)
             drift = _drift(vm, where, silent) if vm.status in (VmStatus.UP, VmStatus.DOWN) else vm.drift
         if drift == "gone":
-            _record_down(vm)
+            record_down(
+                vm,
+                "vm_down_unexpectedly",
+                f"VM {vm.name} is down: {vm.host.name} does not run it any more. Its resources there are released.",
+                host=vm.host,
+                expected=[vm.status],
+            )
             continue
         if drift:
             found[vm.name] = drift
@@ -177,20 +182,3 @@ def _drift(vm: VirtualMachine, where: list[Host], silent: set[int]) -> str:
     if where[0].pk != vm.host_id:
         return f"VM {vm.name} runs on {names}, not on {vm.host.name} where it is recorded."
     return ""
-
-
-def _record_down(vm: VirtualMachine) -> None:
-    with transaction.atomic():
-        locked = VirtualMachine.objects.select_for_update().get(pk=vm.pk)
-        if MigrationJob.objects.filter(vm=locked).active().exists() or not locked.move(
-            vm.status, VmStatus.DOWN, host=None, drift=""
-        ):
-            return  # something happened to it meanwhile
-        scheduling.release(locked)
-        events.record(
-            "vm_down_unexpectedly",
-            f"VM {vm.name} is down: {vm.host.name} does not run it any more. Its resources there are released.",
-            severity=Severity.ERROR,
-            vm=locked,
-            host=vm.host,
-        )

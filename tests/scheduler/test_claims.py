@@ -29,19 +29,24 @@ def host(cluster):
     return make_host(cluster, numa_nodes=1, cores=4, threads=1, memory_mib=16384)  # room for one 3-core VM
 
 
-def test_a_claim_written_between_a_decision_and_its_claim_is_not_overlooked(cluster, host, monkeypatch):
-    """Two admins start VMs at once: the second decision was made before the first claim was written."""
-    first, second = dedicated_vm(cluster, 3), dedicated_vm(cluster, 3)
+def claimed_meanwhile(first, *, before, monkeypatch) -> None:
+    """``first`` is claimed right after ``before``'s decision, before ``before``'s claim is written."""
     decide = scheduling.decide
 
-    def the_other_admin_claims_meanwhile(vm, **kwargs):
+    def the_other_admin_claims(vm, **kwargs):
         decision = decide(vm, **kwargs)
-        if vm == second:
+        if vm == before:
             monkeypatch.setattr(scheduling, "decide", decide)
             scheduling.claim(first, action="start")
         return decision
 
-    monkeypatch.setattr(scheduling, "decide", the_other_admin_claims_meanwhile)
+    monkeypatch.setattr(scheduling, "decide", the_other_admin_claims)
+
+
+def test_a_claim_written_between_a_decision_and_its_claim_is_not_overlooked(cluster, host, monkeypatch):
+    """Two admins start VMs at once: the second decision was made before the first claim was written."""
+    first, second = dedicated_vm(cluster, 3), dedicated_vm(cluster, 3)
+    claimed_meanwhile(first, before=second, monkeypatch=monkeypatch)
     with pytest.raises(NoHostError, match="taken by other placements meanwhile"):
         scheduling.claim(second, action="start")
     assert list(Allocation.objects.values_list("vm", flat=True)) == [first.pk]
@@ -52,16 +57,7 @@ def test_a_claim_that_still_fits_after_another_is_written(cluster, monkeypatch):
     """The host changed since the decision, but it still has room: judged again, the claim goes ahead."""
     host = make_host(cluster, numa_nodes=1, cores=8, threads=1, memory_mib=16384)
     first, second = dedicated_vm(cluster, 3), dedicated_vm(cluster, 3)
-    decide = scheduling.decide
-
-    def the_other_admin_claims_meanwhile(vm, **kwargs):
-        decision = decide(vm, **kwargs)
-        if vm == second:
-            monkeypatch.setattr(scheduling, "decide", decide)
-            scheduling.claim(first, action="start")
-        return decision
-
-    monkeypatch.setattr(scheduling, "decide", the_other_admin_claims_meanwhile)
+    claimed_meanwhile(first, before=second, monkeypatch=monkeypatch)
     scheduling.claim(second, action="start")
     assert Allocation.objects.count() == 2
     assert_nothing_held_twice([host])
