@@ -282,9 +282,21 @@ def test_hp_vm_from_creation_to_migration(page, inventory, workers):  # noqa: F8
     shot(page, "13-events")
 
 
+def slow_click(page, button, field: str) -> None:
+    """Click as a person does: the button stays pressed until the check that the field's blur sent has been
+    answered and its feedback shown."""
+    box = button.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    with page.expect_response(lambda r: f"_validate={field}" in r.url):
+        page.mouse.down()
+    page.wait_for_timeout(100)  # htmx swaps and settles the answer
+    page.mouse.up()
+
+
 def test_the_first_ok_click_after_typing_a_pinning_saves(page, inventory):
-    """The blur of a typed pinning field sends its check as the mouse goes down on OK: the click must still
-    submit the dialog, in New and in Edit."""
+    """The blur of a typed pinning field sends its check as the mouse goes down on OK, and its answer shows
+    below the field before a person lets the button go: the click must still submit the dialog, in New and in
+    Edit."""
     cluster, _ = inventory
     log_in(page)
     dialog = page.locator("#modal-content")
@@ -299,8 +311,7 @@ def test_the_first_ok_click_after_typing_a_pinning_saves(page, inventory):
     with refresh_after(page, "cpu_pinning_policy"):
         dialog.locator("#id_cpu_pinning_policy").select_option("manual")
     dialog.locator("#id_cpu_pinning").press_sequentially("0#1")
-    with page.expect_request(lambda r: "_validate=cpu_pinning" in r.url):
-        ok.click()
+    slow_click(page, ok, "cpu_pinning")
     page.wait_for_selector("text=Virtual machine typed-new created.")
     assert VirtualMachine.objects.get(name="typed-new").cpu_pinning == "0#1"
 
@@ -310,8 +321,7 @@ def test_the_first_ok_click_after_typing_a_pinning_saves(page, inventory):
     dialog_open(page, "#vm-form")
     dialog.locator("#tab-resources").click()
     dialog.locator("#id_emulator_pinning").press_sequentially("0-1")
-    with page.expect_request(lambda r: "_validate=emulator_pinning" in r.url):
-        ok.click()
+    slow_click(page, ok, "emulator_pinning")
     page.wait_for_selector("text=Virtual machine typed-edit saved.")
     vm.refresh_from_db()
     assert vm.emulator_pinning == "0-1"
