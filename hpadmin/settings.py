@@ -152,6 +152,7 @@ CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "hpadmin.operations.ha.heartbeat", "schedule": HPADMIN_HEARTBEAT_INTERVAL},
     "load-balancing": {"task": "hpadmin.operations.balancing.balance_load", "schedule": 60.0},
     "evacuations": {"task": "hpadmin.operations.maintenance.advance_evacuations", "schedule": 10.0},
+    "restore-settings": {"task": "hpadmin.operations.restoring.restore_degraded", "schedule": 60.0},
 }
 
 # Hypervisor: "simulated" (default) or "libvirt"; a host's URI scheme can still pick per host.
@@ -173,6 +174,18 @@ HPADMIN_MAX_MIGRATIONS_PER_CLUSTER = int(os.environ.get("HPADMIN_MAX_MIGRATIONS_
 # starting or stopping this long, from what the hypervisors report.
 HPADMIN_JOB_STALL_TIMEOUT = float(os.environ.get("HPADMIN_JOB_STALL_TIMEOUT", "120"))
 HPADMIN_VM_ACTION_TIMEOUT = float(os.environ.get("HPADMIN_VM_ACTION_TIMEOUT", "300"))
+
+# Notifications (a VM running degraded, its settings restored): mail to the VM's owner and the admins through
+# Django's mail settings (printed on the console unless EMAIL_BACKEND says otherwise), and a JSON POST to
+# HPADMIN_NOTIFY_WEBHOOK_URL when it is set.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "hpadmin@localhost")
+HPADMIN_NOTIFY_WEBHOOK_URL = os.environ.get("HPADMIN_NOTIFY_WEBHOOK_URL", "")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

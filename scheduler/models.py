@@ -45,6 +45,11 @@ class Allocation(models.Model):
     )
     emulator_cpus = models.JSONField(default=list, blank=True)
     iothread_cpus = models.JSONField(default=list, blank=True)
+    suspended_settings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='What the placement leaves out on this host: [{"setting": name, "reason": text}].',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = AllocationQuerySet.as_manager()

@@ -20,7 +20,7 @@ from django.db.models import F
 from hpadmin.inventory.models import Cluster, Host
 from hpadmin.vms.models import VirtualMachine, VmConfig
 from hpadmin.vms.profiles import inherit
-from scheduler.core import balancing, evacuation
+from scheduler.core import balancing, evacuation, relaxation
 from scheduler.core import model as core
 from scheduler.core.balancing import BalanceMove, BalancingPolicy
 from scheduler.core.evacuation import EvacuationPlan
@@ -41,6 +41,7 @@ class HostVerdict:
     score: float | None
     rank: int | None
     rejections: tuple[tuple[str, str], ...]
+    suspended: tuple[tuple[str, str], ...] = ()  # (setting, reason) an eligible host cannot honour
 
 
 class NoHostError(Exception):
@@ -62,10 +63,12 @@ def decide(
     hosts: list[Host] | None = None,
     vm_request: core.VMRequest | None = None,
     max_incoming: int | None = None,
+    allow_degraded: bool = False,
 ) -> tuple[core.Decision, dict[int, Host]]:
     """Judge every host of the VM's cluster (or only ``hosts``) for the VM; no lock, nothing written.
     ``vm_request``: the VM as the core sees it, when the caller has it already; ``max_incoming``: hosts with
-    claims of this many migrations take no more."""
+    claims of this many migrations take no more; ``allow_degraded``: hosts that fit it with settings suspended
+    qualify after those that fit it whole."""
     if hosts is None:
         hosts, placement = snapshot.cluster_hosts(vm)
         vm_request = vm_request or snapshot.vm_request(vm, placement)
@@ -77,6 +80,7 @@ def decide(
         force=force,
         excluded_hosts=frozenset(exclude),
         saturated_hosts=saturated,
+        allow_degraded=allow_degraded,
     )
     vm_request = vm_request or snapshot.vm_request(vm)
     decision = schedule(states, vm_request, request, snapshot.cluster_config(vm.cluster))
@@ -92,6 +96,7 @@ def verdicts(decision: core.Decision, hosts: dict[int, Host]) -> list[HostVerdic
             score=v.score,
             rank=v.rank,
             rejections=tuple((r.filter, r.reason) for r in v.rejections),
+            suspended=tuple(relaxation.reasons(v.suspended, v.rejections).items()),
         )
         for v in decision.verdicts
     ]
@@ -123,13 +128,16 @@ def plan_evacuation(
     source: Host, vms: Sequence[VirtualMachine], *, initiator: str
 ) -> tuple[EvacuationPlan, dict[int, Host]]:
     """Where each of ``vms`` (running on ``source``) goes when the host is emptied, placed together
-    (``scheduler.core.evacuation``); nothing is written. The hosts by id, for display."""
+    (``scheduler.core.evacuation``), those whose policy allows it with settings suspended where nothing fits them
+    whole; nothing is written. The hosts by id, for display."""
     hosts = list(Host.objects.filter(cluster_id=source.cluster_id))
     states, _ = snapshot.host_states(hosts)
     pinned = snapshot.placement_hosts(vms)
     requests = [snapshot.vm_request(vm, pinned[vm.pk]) for vm in vms]
     cluster = snapshot.cluster_config(source.cluster)
-    return evacuation.plan_evacuation(states, requests, source.pk, initiator, cluster), {h.pk: h for h in hosts}
+    degradable = {vm.pk for vm in vms if vm.allows_degraded()}
+    plan = evacuation.plan_evacuation(states, requests, source.pk, initiator, cluster, degradable)
+    return plan, {h.pk: h for h in hosts}
 
 
 def plan_balance(
@@ -156,39 +164,47 @@ def claim(
     exclude: Iterable[int] = (),
     job=None,
     max_incoming: int | None = None,
+    allow_degraded: bool = False,
 ) -> Allocation:
     """Decide and write the result as a pending Allocation on the chosen host; raises NoHostError.
-    ``max_incoming``: a host with claims of this many migrations takes no more (checked under its lock)."""
+    ``max_incoming``: a host with claims of this many migrations takes no more (checked under its lock);
+    ``allow_degraded``: the claim may suspend settings, which it records with their reasons."""
     cluster_hosts, placement_hosts = snapshot.cluster_hosts(vm)
     vm_request = snapshot.vm_request(vm, placement_hosts)  # read once for the decision and the claims
-    judge = {"action": action, "force": force, "vm_request": vm_request, "max_incoming": max_incoming}
+    judge = {
+        "action": action,
+        "force": force,
+        "vm_request": vm_request,
+        "max_incoming": max_incoming,
+        "allow_degraded": allow_degraded,
+    }
     decision, hosts = decide(vm, destination=destination, exclude=exclude, hosts=cluster_hosts, **judge)
     if decision.error is not None:
         raise NoHostError(decision.error.message, decision)
     for host_id in decision.ranked[:CLAIM_ATTEMPTS]:
-        placement = decision.placement if host_id == decision.chosen else None
-        allocation = _claim_on(vm, hosts[host_id], placement, job=job, judge=judge)
+        chosen = decision if host_id == decision.chosen else None
+        allocation = _claim_on(vm, hosts[host_id], chosen, job=job, judge=judge)
         if allocation is not None:
             return allocation
     raise NoHostError(f"Every suitable host for {vm.name} was taken by other placements meanwhile.", decision)
 
 
-def _claim_on(
-    vm: VirtualMachine, host: Host, placement: core.Placement | None, *, job, judge: dict
-) -> Allocation | None:
-    """``placement`` on ``host`` written as a claim, if the host is unchanged since it was judged; otherwise
-    the host is judged again under its row lock. Either way the claim counts up the host's generation."""
+def _claim_on(vm: VirtualMachine, host: Host, decision: core.Decision | None, *, job, judge: dict) -> Allocation | None:
+    """The placement of ``decision`` (which chose ``host``) written as a claim, if the host is unchanged since
+    it was judged; otherwise the host is judged again under its row lock. Either way the claim counts up the
+    host's generation."""
     with transaction.atomic():
         as_judged = Host.objects.filter(
             pk=host.pk, generation=host.generation, status=host.status, refreshed_at=host.refreshed_at
         )
-        if placement is None or not as_judged.update(generation=F("generation") + 1):
+        if decision is None or not as_judged.update(generation=F("generation") + 1):
             host = Host.objects.select_for_update(no_key=True).get(pk=host.pk)
             decision, _ = decide(vm, destination=host, hosts=[host], **judge)
-            placement = decision.placement
-            if decision.chosen != host.pk or placement is None:
+            if decision.chosen != host.pk or decision.placement is None:
                 return None
             Host.objects.filter(pk=host.pk).update(generation=F("generation") + 1)
+        placement, verdict = decision.placement, decision.verdict(host.pk)
+        suspended = relaxation.reasons(placement.suspended, verdict.rejections if verdict else ())
         return Allocation.objects.create(
             vm=vm,
             host=host,
@@ -204,6 +220,7 @@ def _claim_on(
             topology=list(placement.topology),
             emulator_cpus=sorted(placement.emulator_cpus),
             iothread_cpus=sorted(placement.io_thread_cpus),
+            suspended_settings=[{"setting": name, "reason": reason} for name, reason in suspended.items()],
         )
 
 

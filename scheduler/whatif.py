@@ -50,11 +50,9 @@ def answer(document: Mapping[str, Any]) -> dict[str, Any] | list[dict[str, Any]]
             return run(document)
         if fmt == CLUSTER_SCENARIO_V2:
             action = document["request"]["action"]
-            if action == "balance":
-                return balance(document)
-            if action != "evacuate":
-                raise ValueError(f"{fmt} request {action!r} is not supported yet; supported: 'evacuate', 'balance'")
-            return evacuate(document)
+            if action not in _V2_ACTIONS:
+                raise ValueError(f"{fmt} request {action!r} is not known; known: {', '.join(map(repr, _V2_ACTIONS))}")
+            return _V2_ACTIONS[action](document)
     except KeyError as err:
         raise ValueError(f"{fmt} file lacks the field {err}") from err
     known = ", ".join(repr(f) for f in (NUMA_FIT, CLUSTER_SCENARIO, CLUSTER_SCENARIO_V2))
@@ -157,6 +155,7 @@ def load_cluster_case(scenario: Mapping[str, Any]) -> ClusterCase:
             destination=host_ids[destination] if destination is not None else None,
             force=request.get("force", False),
             excluded_hosts=frozenset(host_ids[n] for n in request.get("excluded_hosts", ())),
+            allow_degraded=request.get("allow_degraded", False),
         ),
         cluster=_cluster(scenario),
         names={i: name for name, i in host_ids.items()},
@@ -191,7 +190,11 @@ def run(scenario: Mapping[str, Any]) -> dict[str, Any]:
     verdicts = []
     for v in decision.verdicts:
         if v.eligible:
-            verdicts.append({"name": names[v.host_id], "eligible": True, "score": round(v.score, 4), "rank": v.rank})
+            verdict = {"name": names[v.host_id], "eligible": True, "score": round(v.score, 4), "rank": v.rank}
+            if v.suspended:  # the whole configuration's rejections, and what is suspended instead
+                rejections = [{"filter": r.filter, "reason": r.reason} for r in v.rejections]
+                verdict |= {"suspended": list(v.suspended), "rejections": rejections}
+            verdicts.append(verdict)
         else:
             rejections = [{"filter": r.filter, "reason": r.reason} for r in v.rejections]
             verdicts.append({"name": names[v.host_id], "eligible": False, "rejections": rejections})
@@ -217,7 +220,9 @@ def evacuate(scenario: Mapping[str, Any]) -> dict[str, Any]:
         error = {"code": "unknown_host", "message": f"host {source} is not in the cluster"}
         return {"error": error, "moves": [], "stays": []}
     vms = [vm for vm in _running_vms(scenario, host_ids, vm_ids) if vm.running_on == host_ids[source]]
-    plan = plan_evacuation(_hosts(scenario, host_ids, vm_ids), vms, host_ids[source], initiator, _cluster(scenario))
+    degradable = [vm.id for vm in vms] if request.get("allow_degraded", False) else []
+    hosts = _hosts(scenario, host_ids, vm_ids)
+    plan = plan_evacuation(hosts, vms, host_ids[source], initiator, _cluster(scenario), degradable)
     names = {i: name for name, i in host_ids.items()}
     vm_names = {i: name for name, i in vm_ids.items()}
     return {
@@ -242,7 +247,8 @@ def _move_json(
     """One move of an answer: the VM, where from (balance) and where to, what it suspends, why (balance), and
     its placement."""
     move: dict[str, Any] = {"vm": vm} | ({"from": source} if source else {})
-    move |= {"to": names[placement.host_id], "suspended": []} | ({"reason": reason} if reason else {})
+    move |= {"to": names[placement.host_id], "suspended": list(placement.suspended)}
+    move |= {"reason": reason} if reason else {}
     return move | {"placement": placement_json(placement, names)}
 
 
@@ -274,6 +280,9 @@ def balance(scenario: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_V2_ACTIONS = {"start": run, "migrate": run, "evacuate": evacuate, "balance": balance}
+
+
 def placement_json(placement: Placement, names: Mapping[int, str]) -> dict[str, Any]:
     return {
         "host": names[placement.host_id],
@@ -287,6 +296,7 @@ def placement_json(placement: Placement, names: Mapping[int, str]) -> dict[str, 
             str(n): {str(size): pages for size, pages in sorted(pools.items())}
             for n, pools in sorted(placement.hugepages.items())
         },
+        "suspended": list(placement.suspended),
     }
 
 

@@ -22,6 +22,7 @@ from hpadmin.operations.services import (
     cancel_migration,
     migrate_vms,
     migration_candidates,
+    restore_settings,
     start_vm,
     stop_vm,
 )
@@ -208,7 +209,8 @@ class PoolViewSet(AuditedModelViewSet):
 
 @extend_schema_view(destroy=extend_schema(responses={204: None, 409: CONFLICT}))
 class VirtualMachineViewSet(AuditedModelViewSet):
-    """VMs, and what can be done to them: start, stop, migrate, cancel a migration, ask where they could go."""
+    """VMs, and what can be done to them: start, stop, migrate, cancel a migration, ask where they could go,
+    restore the settings a degraded VM runs without."""
 
     queryset = VirtualMachine.objects.prefetch_related("placement_hosts")
     serializer_class = serializers.VirtualMachineSerializer
@@ -247,7 +249,8 @@ class VirtualMachineViewSet(AuditedModelViewSet):
     )
     @action(detail=True, methods=["post"], serializer_class=serializers.MigrateSerializer)
     def migrate(self, request: Request, pk=None) -> Response:
-        """Live-migrate the VM to ``host``, or to the scheduler's choice; the job runs in the background."""
+        """Live-migrate the VM to ``host``, or to the scheduler's choice; the job runs in the background. A
+        ``host`` that fits the VM only with settings suspended is refused (400) unless ``allow_degraded``."""
         vm = self.get_object()
         params = self.get_serializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -257,8 +260,16 @@ class VirtualMachineViewSet(AuditedModelViewSet):
             force=params.validated_data["force"],
             user=request.user,
             reason_text=params.validated_data["reason"],
+            allow_degraded=params.validated_data["allow_degraded"],
         )
         return self.job_accepted(job)
+
+    @extend_schema(request=None, responses={202: serializers.JobReferenceSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"], url_path="restore-settings")
+    def restore_settings(self, request: Request, pk=None) -> Response:
+        """Restore the settings a degraded VM runs without: migrate it to a host, chosen automatically, that
+        fits its whole configuration. 409 when it is not degraded, already migrating, or no host fits."""
+        return self.job_accepted(restore_settings(self.get_object(), user=request.user))
 
     @extend_schema(request=None, responses={202: serializers.JobReferenceSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"], url_path="cancel-migration")
@@ -277,7 +288,8 @@ class VirtualMachineViewSet(AuditedModelViewSet):
     @action(detail=True, methods=["get"], url_path="migration-candidates", filter_backends=[], pagination_class=None)
     def migration_candidates(self, request: Request, pk=None) -> Response:
         """The scheduler's verdict on every host of the cluster (or on ``host``): eligible with rank and score,
-        or refused with every filter's reason."""
+        or refused with every filter's reason; a host that fits the VM only with settings suspended is eligible
+        after the others and says in ``suspended`` which settings, and why."""
         vm = self.get_object()
         params = serializers.CandidatesQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)

@@ -32,6 +32,13 @@ class SchedulingPolicy(models.TextChoices):
     POWER_SAVING = "power_saving", "Power saving"
 
 
+class DegradedPolicy(models.TextChoices):
+    """What happens when no host fits a VM's whole configuration (a VM may override its cluster's choice)."""
+
+    REFUSE = "refuse", "Refuse the migration"
+    SUSPEND = "suspend", "Suspend settings and notify"
+
+
 class Cluster(models.Model):
     """Hosts that VMs may migrate between, with the scheduling and migration defaults they share."""
 
@@ -68,6 +75,15 @@ class Cluster(models.Model):
         "Over-utilization duration (minutes)",
         default=2,
         help_text="How long a host's load must stay beyond a threshold before VMs are moved.",
+    )
+    degraded_policy = models.CharField(
+        "When no host fits a VM's whole configuration",
+        max_length=8,
+        choices=DegradedPolicy.choices,
+        default=DegradedPolicy.REFUSE,
+        help_text="Suspend: the VM moves to the best host anyway, without the settings that host cannot honour "
+        "(restored once a fitting host is free), and its owner and the admins are told. Automatic moves "
+        "(maintenance, balancing, HA) and the automatic choice of a destination follow it.",
     )
 
     class Meta:

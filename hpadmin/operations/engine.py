@@ -30,7 +30,7 @@ from scheduler import services as scheduling
 from scheduler.models import Allocation
 from scheduler.services import NoHostError
 
-from . import events, signals
+from . import degradation, events, signals
 from .models import ACTIVE_JOB_STATES, JobState, MigrationJob, MigrationMode, Severity
 from .policies import migration_options
 from .specs import domain_spec
@@ -103,6 +103,7 @@ def _run(job: MigrationJob) -> str:
                 exclude=job.tried_hosts,
                 job=job,
                 max_incoming=settings.HPADMIN_MAX_MIGRATIONS_PER_HOST,
+                allow_degraded=job.allow_degraded,
             )
         except NoHostError as exc:
             if target is not None and job.mode == MigrationMode.AUTOMATIC:
@@ -140,6 +141,7 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
             progress=0.0,
             attempt=job.attempt,
             heartbeat_at=timezone.now(),
+            suspended_settings=claim.suspended_settings,
         )
         if not started:  # settled meanwhile: give everything back
             claim.delete()
@@ -147,9 +149,11 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
             job.refresh_from_db(fields=["state"])
             return
         who = f"User: {user.get_username()}" if user else f"Initiated by system: {job.get_reason_display()}"
+        suspending = claim.suspended_settings
         events.record(
             "vm_migration_start",
             f"Migration started (VM: {vm.name}, Source: {source.name}, Destination: {destination.name}, {who})."
+            + (f" Suspended on the destination: {degradation.describe(suspending)}." if suspending else "")
             + _reason_suffix(job),
             user=user,
             vm=vm,
@@ -199,6 +203,7 @@ def _migrate(job: MigrationJob, vm: VirtualMachine, claim: Allocation, options) 
         if not done:
             raise RuntimeError(f"the job of VM {vm.name} was settled while its migration completed")
         scheduling.activate(claim)
+        degradation.record(vm, claim, user=user, job=job)
         events.record(
             "vm_migration_done",
             f"Migration completed (VM: {vm.name}, Source: {source.name}, Destination: {destination.name}, "
@@ -221,6 +226,7 @@ def _after_failure(job: MigrationJob, vm: VirtualMachine, claim: Allocation, exc
             "destination": None,
             "phase": "",
             "error": exc.message,
+            "suspended_settings": [],
         }
         if exc.kind == "aborted" or job.cancel_requested:
             if job.move(JobState.MIGRATING, JobState.CANCELLED, **left):
@@ -296,6 +302,7 @@ def record_where_it_runs(vm: VirtualMachine, claim: Allocation | None, where: Ho
         return "unknown"
     if where is not None and claim is not None and where.pk == claim.host_id:
         scheduling.activate(claim)
+        degradation.record(vm, claim)
         started = vm.status == VmStatus.STARTING  # a start that completed without its request
         vm.move(vm.status, VmStatus.UP, **(VirtualMachine.started_on(where) if started else {"host": where}))
         return "claimed"

@@ -22,7 +22,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from hpadmin.inventory.models import Host, HostStatus
-from hpadmin.vms.models import MigrationMode, VirtualMachine, VmStatus
+from hpadmin.vms.models import MigrationMode, SuspendableSetting, VirtualMachine, VmStatus
 from scheduler import services as scheduling
 from scheduler.models import Allocation
 
@@ -42,6 +42,7 @@ class MaintenancePreview:
     host: Host
     blocking: list[VirtualMachine] = field(default_factory=list)
     moves: list[tuple[VirtualMachine, Host]] = field(default_factory=list)
+    degraded: list[tuple[VirtualMachine, Host, str]] = field(default_factory=list)  # moves suspending settings
     stays: list[tuple[VirtualMachine, str]] = field(default_factory=list)
     slower: list[VirtualMachine] = field(default_factory=list)
     exact: bool = True
@@ -81,8 +82,14 @@ def _plan(host: Host, vms: list[VirtualMachine], initiator: str):
     plan, hosts = scheduling.plan_evacuation(host, movable, initiator=initiator)
     by_id = {vm.pk: vm for vm in movable}
     moves = [(by_id[move.vm_id], hosts[move.host_id]) for move in plan.moves]
+    labels = dict(SuspendableSetting.choices)
+    degraded = [
+        (by_id[m.vm_id], hosts[m.host_id], ", ".join(labels[s] for s in m.placement.suspended))
+        for m in plan.moves
+        if m.placement.suspended
+    ]
     stays += [(by_id[stay.vm_id], stay.reason) for stay in plan.stays]
-    return moves, stays, plan.exact
+    return moves, degraded, stays, plan.exact
 
 
 def _refused_by_status(host: Host) -> OperationError:
@@ -100,7 +107,7 @@ def maintenance_preview(host: Host) -> MaintenancePreview:
     preview = MaintenancePreview(host, blocking=[vm for vm in vms if vm.migration_mode == MigrationMode.PINNED])
     if preview.blocking:
         return preview
-    preview.moves, preview.stays, preview.exact = _plan(host, vms, "user")
+    preview.moves, preview.degraded, preview.stays, preview.exact = _plan(host, vms, "user")
     preview.slower = [vm for vm, _ in preview.moves if vm.is_high_performance or vm.has_pinning_settings()]
     return preview
 
@@ -167,7 +174,7 @@ def advance(evacuation_id: int) -> None:
         if evacuation.rounds >= PLANNING_ROUNDS or any(vm.status != VmStatus.UP for vm in vms):
             return  # waiting for an admin (the error says what is left), or for a start or stop to end
         evacuation.rounds += 1
-        moves, stays, _ = _plan(host, vms, evacuation.initiator)
+        moves, _, stays, _ = _plan(host, vms, evacuation.initiator)
         started, skipped = _migrate(evacuation, moves)
         stays += skipped
         evacuation.error = "; ".join(f"VM {vm.name} could not move: {why}" for vm, why in stays)

@@ -86,6 +86,9 @@ class MigrationJob(models.Model):
     downtime_ms = models.FloatField(null=True, blank=True)
     attempt = models.PositiveSmallIntegerField(default=0)
     tried_hosts = models.JSONField(default=list, blank=True)
+    allow_degraded = models.BooleanField(
+        default=False, help_text="The VM may move to a host that fits it only with some settings suspended."
+    )
     suspended_settings = models.JSONField(
         default=list, blank=True, help_text="Settings the destination cannot honour, each with its reason."
     )

@@ -28,9 +28,9 @@ from scheduler.core.pipeline import check_migration_mode
 from scheduler.services import HostVerdict, NoHostError
 from scheduler.snapshot import vm_request
 
-from . import audit, events
+from . import audit, degradation, events
 from .errors import OperationError
-from .models import Evacuation, JobState, MigrationJob, MigrationMode, Severity
+from .models import Evacuation, JobState, MigrationJob, MigrationMode, MigrationReason, Severity
 from .specs import domain_spec
 from .tasks import dispatch_pending
 
@@ -44,6 +44,7 @@ __all__ = [
     "migrate_vms",
     "migration_candidates",
     "migration_plan",
+    "restore_settings",
     "start_vm",
     "stop_vm",
 ]
@@ -67,7 +68,8 @@ def _busy(vm: VirtualMachine, action: str) -> OperationError:
 
 
 def start_vm(vm: VirtualMachine, user=None, *, host: Host | None = None) -> VirtualMachine:
-    """Place the VM with the scheduler (on ``host`` if given), claim its resources and start it there."""
+    """Place the VM with the scheduler (on ``host`` if given), claim its resources and start it there. Where no
+    host fits its whole configuration, its policy says whether it starts with settings suspended."""
     with audit.refused_start(vm, user), transaction.atomic():
         vm = _locked(vm)
         if vm.status != VmStatus.DOWN:
@@ -81,7 +83,7 @@ def start_vm(vm: VirtualMachine, user=None, *, host: Host | None = None) -> Virt
             )
         vm.move(VmStatus.DOWN, VmStatus.STARTING)
     try:
-        allocation = scheduling.claim(vm, action="start", destination=host)
+        allocation = scheduling.claim(vm, action="start", destination=host, allow_degraded=vm.allows_degraded())
     except NoHostError as exc:
         vm.move(VmStatus.STARTING, VmStatus.DOWN)
         refusal = OperationError(f"Cannot run VM {vm.name}: {exc.message}", _rejections(exc))
@@ -114,6 +116,7 @@ def start_vm(vm: VirtualMachine, user=None, *, host: Host | None = None) -> Virt
         vm.move(VmStatus.STARTING, VmStatus.UP, **VirtualMachine.started_on(target))
         scheduling.activate(allocation)
         events.record("vm_started", f"VM {vm.name} started on Host {target.name}.", user=user, vm=vm, host=target)
+        degradation.record(vm, allocation, user=user)
     vm.refresh_from_db()
     return vm
 
@@ -178,15 +181,21 @@ def _rejections(exc: NoHostError) -> dict[str, list[str]]:
 
 def migration_candidates(vm: VirtualMachine, destination: Host | None = None) -> list[HostVerdict]:
     """The scheduler's verdict on every host of the VM's cluster (or one ``destination``), as the Migrate
-    dialog and the API show it: eligible with rank and score, or refused with every filter's reason."""
+    dialog and the API show it: eligible with rank and score, or refused with every filter's reason. Hosts that
+    fit the VM only with settings suspended are eligible after the others, with what they would suspend."""
     hosts = [destination] if destination is not None else None
-    decision, by_id = scheduling.decide(vm, action="migrate", destination=destination, force=True, hosts=hosts)
+    decision, by_id = scheduling.decide(
+        vm, action="migrate", destination=destination, force=True, hosts=hosts, allow_degraded=True
+    )
     return scheduling.verdicts(decision, by_id)
 
 
-def _refusal(vm: VirtualMachine, destination: Host | None, force: bool, busy: set[int]) -> tuple[str, int] | None:
+def _refusal(
+    vm: VirtualMachine, destination: Host | None, force: bool, busy: set[int], allow_degraded: bool = False
+) -> tuple[str, int] | None:
     """Why this VM may not be migrated as asked, with the HTTP-like status of the refusal (409: the state of
-    things forbids it; 400: the request itself is wrong), or None. oVirt's VmValidator and MigrateVmToServer."""
+    things forbids it; 400: the request itself is wrong), or None. oVirt's VmValidator and MigrateVmToServer.
+    A destination that fits the VM only with settings suspended needs ``allow_degraded``."""
     mode_error = check_migration_mode(vm_request(vm, placement_hosts=()), _core_request(destination, force))
     if vm.pk in busy:
         return f"Cannot migrate VM {vm.name}: a migration is already in progress.", 409
@@ -209,7 +218,13 @@ def _refusal(vm: VirtualMachine, destination: Host | None, force: bool, busy: se
     if not verdict.eligible:
         reasons = "; ".join(f"{f}: {r}" for f, r in verdict.rejections)
         return f"{where}: the host does not satisfy the scheduling constraints ({reasons}).", 400
+    if verdict.suspended and not allow_degraded:
+        suspended = degradation.describe([{"setting": s, "reason": r} for s, r in verdict.suspended])
+        return f"{where}: it runs there only with settings suspended: {suspended}.{_CONFIRM}", 400
     return None
+
+
+_CONFIRM = " Confirm to migrate it with them suspended."
 
 
 def _core_request(destination: Host | None, force: bool) -> core.ScheduleRequest:
@@ -218,11 +233,13 @@ def _core_request(destination: Host | None, force: bool) -> core.ScheduleRequest
 
 @dataclass(frozen=True)
 class Skipped:
-    """A VM of a migration request that stays where it is: the refusal's message and its HTTP-like status."""
+    """A VM of a migration request that stays where it is: the refusal's message and its HTTP-like status.
+    ``unconfirmed``: it would move, but only with settings suspended, which the request did not allow."""
 
     vm: VirtualMachine
     message: str
     status: int
+    unconfirmed: bool = False
 
 
 class Migrations(list[MigrationJob]):
@@ -234,13 +251,20 @@ class Migrations(list[MigrationJob]):
 
 
 def _sort_out(
-    vms: list[VirtualMachine], destinations: Mapping[int, Host | None], force: bool, busy: set[int]
+    vms: list[VirtualMachine],
+    destinations: Mapping[int, Host | None],
+    force: bool,
+    busy: set[int],
+    allow_degraded: Mapping[int, bool] | None = None,
 ) -> tuple[list[VirtualMachine], list[Skipped]]:
     """The VMs that may move as asked (each to its destination in ``destinations``, by VM id), and the others
     with why. One request moves VMs within one cluster: the one that most of the movable VMs are in (on a tie,
     the cluster first by name), whatever order they come in."""
+    allowed = allow_degraded or {}
     refusals = {
-        vm.pk: refusal for vm in vms if (refusal := _refusal(vm, destinations.get(vm.pk), force, busy)) is not None
+        vm.pk: refusal
+        for vm in vms
+        if (refusal := _refusal(vm, destinations.get(vm.pk), force, busy, allowed.get(vm.pk, False))) is not None
     }
     movable = [vm for vm in vms if vm.pk not in refusals]
     counts = Counter(vm.cluster_id for vm in movable)
@@ -254,7 +278,11 @@ def _sort_out(
                     400,
                 )
         movable = [vm for vm in movable if vm.cluster_id == home.pk]
-    return movable, [Skipped(vm, *refusals[vm.pk]) for vm in vms if vm.pk in refusals]
+    return movable, [
+        Skipped(vm, *refusals[vm.pk], unconfirmed=refusals[vm.pk][0].endswith(_CONFIRM))
+        for vm in vms
+        if vm.pk in refusals
+    ]
 
 
 def migration_plan(
@@ -276,6 +304,7 @@ def migrate_vms(
     reason_text: str = "",
     planned: Mapping[int, Host] | None = None,
     evacuation: Evacuation | None = None,
+    allow_degraded: bool = False,
 ) -> Migrations:
     """Ask for the live migration of ``vms`` to ``destination`` (None: the scheduler chooses per VM).
 
@@ -286,6 +315,11 @@ def migrate_vms(
 
     ``planned`` (VM id -> host): where a plan of the scheduler sends each VM (an ``evacuation``'s); the job
     tries that host first and, should the move fail, lets the scheduler choose again.
+
+    Settings are suspended on a host that cannot honour them only where allowed: ``allow_degraded`` is the
+    admin's confirmation of it (needed for an explicit destination that suspends anything); otherwise each VM's
+    policy (``VirtualMachine.allows_degraded``) decides for the scheduler's choices and planned moves. A
+    restoring migration never suspends anything.
     """
     if not vms:
         raise OperationError("Select at least one VM to migrate.", {"vms": ["Select at least one VM."]})
@@ -299,11 +333,16 @@ def migrate_vms(
             )
             busy = set(MigrationJob.objects.filter(vm__in=locked).active().values_list("vm_id", flat=True))
             destinations = planned or dict.fromkeys((vm.pk for vm in locked), destination)
-            movable, skipped = _sort_out(locked, destinations, force, busy)
+            degraded = {
+                vm.pk: reason != MigrationReason.RESTORE
+                and (allow_degraded or (destination is None and vm.allows_degraded()))
+                for vm in locked
+            }
+            movable, skipped = _sort_out(locked, destinations, force, busy, degraded)
             if not movable:
                 raise OperationError(
                     " ".join(s.message for s in skipped),
-                    {s.vm.name: [s.message] for s in skipped},
+                    {"allow_degraded" if s.unconfirmed else s.vm.name: [s.message] for s in skipped},
                     status=max(s.status for s in skipped),
                 )
             jobs = [
@@ -317,6 +356,7 @@ def migrate_vms(
                     mode=MigrationMode.MANUAL if destination else MigrationMode.AUTOMATIC,
                     force=force,
                     evacuation=evacuation,
+                    allow_degraded=degraded[vm.pk],
                 )
                 for vm in movable
             ]
@@ -325,6 +365,25 @@ def migrate_vms(
         names = ", ".join(vm.name for vm in vms)
         raise OperationError(f"Cannot migrate VM {names}: a migration is already in progress.", status=409) from None
     return Migrations(jobs, skipped)
+
+
+def restore_settings(vm: VirtualMachine, user=None) -> MigrationJob:
+    """Migrate a degraded VM to a host that fits its whole configuration (the one it came from first), which
+    restores its suspended settings."""
+    if not vm.degraded:
+        raise OperationError(f"VM {vm.name} runs with its whole configuration: nothing to restore.", status=409)
+    hosts, why = degradation.fitting_hosts(vm)
+    if not hosts:
+        raise OperationError(f"Cannot restore the settings of VM {vm.name} now: {why}", status=409)
+    (job,) = migrate_vms(
+        [vm],
+        planned={vm.pk: hosts[0]},
+        force=True,
+        user=user,
+        reason=MigrationReason.RESTORE,
+        reason_text="restore settings",
+    )
+    return job
 
 
 def cancel_migration(job: MigrationJob, user=None) -> MigrationJob:

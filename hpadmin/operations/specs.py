@@ -2,7 +2,8 @@
 
 The guest's vNUMA nodes are the ones the scheduler placed (``VmConfig.vnuma_cells``), and once any of them is
 bound to a host node, each is bound where the allocation charged its memory, so that what the host gives the
-guest is what the scheduler counted.
+guest is what the scheduler counted. What the allocation suspends is left out: the placement pins and binds
+nothing it suspends, and suspended hugepages leave the memory on small pages.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def domain_spec(vm: VirtualMachine, allocation: Allocation) -> DomainSpec:
         iothreads=vm.io_threads,
         iothread_cpus=tuple(sorted(allocation.iothread_cpus)),
         numa_cells=cells,
-        hugepage_kib=vm.hugepage_kib,
+        hugepage_kib=None if _suspends(allocation, "hugepages") else vm.hugepage_kib,
         headless=vm.headless,
         memballoon=vm.memory_balloon,
         usb=vm.usb_enabled,
@@ -56,6 +57,10 @@ def domain_spec(vm: VirtualMachine, allocation: Allocation) -> DomainSpec:
         watchdog=None if vm.watchdog == Watchdog.NONE else vm.watchdog,
         tsc_khz=_guest_tsc_khz(vm, allocation),
     )
+
+
+def _suspends(allocation: Allocation, setting: str) -> bool:
+    return any(item["setting"] == setting for item in allocation.suspended_settings)
 
 
 def _bound_nodes(vnodes: Sequence[VNumaNode], allocation: Allocation) -> dict[int, tuple[int, ...]]:

@@ -13,6 +13,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from . import dispatch, engine, events, watchdog
 from .errors import QUEUE_UNREACHABLE, OperationError
 from .models import JobState, MigrationJob, Severity
+from .notifications import send_notification  # noqa: F401  (it lives beside notify(); workers load it from here)
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from hpadmin.inventory.models import Cluster, Host, MigrationPolicy
+from hpadmin.inventory.models import Cluster, DegradedPolicy, Host, MigrationPolicy
 from scheduler.core.cpuset import PinningSyntaxError, format_cpuset, parse_cpuset, parse_pinning
 
 from .numa import VNumaNode, complete_nodes, parse_numa_nodes, resize_nodes
@@ -62,6 +62,21 @@ class Watchdog(models.TextChoices):
     I6300ESB = "i6300esb", "i6300esb"
 
 
+class SuspendableSetting(models.TextChoices):
+    """Settings a migration may leave out on a host that cannot honour them, listed in this order wherever they
+    are recorded. The guest-visible shape (vCPUs and their topology, vNUMA node count, memory size, CPU model
+    and flags) never changes in a live migration, so it is never among them."""
+
+    IO_EMULATOR_PINNING = "io_emulator_pinning", "IO and emulator thread pinning"
+    NUMA_PINNING = "numa_pinning", "NUMA pinning"
+    HUGEPAGES = "hugepages", "Hugepages"
+    CPU_PINNING = "cpu_pinning", "CPU pinning"
+
+
+# A VM, template or pool may keep to its cluster's policy ("").
+VM_DEGRADED_POLICY_CHOICES = [("", "Cluster default"), *DegradedPolicy.choices]
+
+
 class VmConfig(models.Model):
     """The configuration a VM, a Template and a Pool share. Single-object rules live in ``clean()``.
 
@@ -93,6 +108,15 @@ class VmConfig(models.Model):
         Host, blank=True, related_name="placed_%(class)ss", verbose_name="Start running on specific hosts"
     )
     migration_mode = models.CharField(max_length=20, choices=MigrationMode.choices, default=MigrationMode.MIGRATABLE)
+    degraded_policy = models.CharField(
+        "When no host fits the whole configuration",
+        max_length=8,
+        choices=VM_DEGRADED_POLICY_CHOICES,
+        default="",
+        blank=True,
+        help_text="Suspend: the VM may move to a host without the settings that host cannot honour (restored once "
+        "a fitting host is free) and its owner and the admins are told. Automatic moves follow it too.",
+    )
     cpu_passthrough = models.BooleanField("Pass-through host CPU", default=False)
     use_tsc_frequency = models.BooleanField(
         "Use TSC frequency",
@@ -436,7 +460,18 @@ COLD_FIELDS = (
     "watchdog",
 )
 # Written by the operations layer only (``move()`` and updates), never by an edit that loaded them earlier.
-RUNTIME_FIELDS = frozenset({"status", "host", "status_changed_at", "drift", "cpu_flags_at_start", "tsc_khz_at_start"})
+RUNTIME_FIELDS = frozenset(
+    {
+        "status",
+        "host",
+        "status_changed_at",
+        "drift",
+        "cpu_flags_at_start",
+        "tsc_khz_at_start",
+        "suspended_settings",
+        "degraded_since",
+    }
+)
 
 
 class VirtualMachine(VmConfig):
@@ -461,6 +496,13 @@ class VirtualMachine(VmConfig):
     next_run = models.JSONField(
         default=dict, blank=True, help_text="Changes that wait for the next start: field name -> value."
     )
+    suspended_settings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='What its current host cannot honour: [{"setting": name, "reason": text}] in SuspendableSetting '
+        "order; empty when it runs with its whole configuration.",
+    )
+    degraded_since = models.DateTimeField(null=True, blank=True, help_text="When its settings were suspended.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta(VmConfig.Meta):
@@ -501,6 +543,23 @@ class VirtualMachine(VmConfig):
         """The configuration the VM will have at its next start, in memory (what an edit starts from)."""
         for name, value in self.next_run.items():
             setattr(self, name, value)
+
+    @property
+    def degraded(self) -> bool:
+        """Running without some of its settings (see ``suspended_settings``)."""
+        return bool(self.suspended_settings)
+
+    def suspended_labels(self) -> list[tuple[str, str]]:
+        """The suspended settings as an admin reads them: (label, reason)."""
+        labels = dict(SuspendableSetting.choices)
+        return [
+            (labels.get(item["setting"], item["setting"]), item.get("reason", "")) for item in self.suspended_settings
+        ]
+
+    def allows_degraded(self) -> bool:
+        """Whether, when no host fits its whole configuration, the VM may move with settings suspended: its own
+        policy, or its cluster's when it keeps to the cluster default."""
+        return (self.degraded_policy or self.cluster.degraded_policy) == DegradedPolicy.SUSPEND
 
     def automatic_migration_refusal(self) -> str:
         """Why automation (load balancing, a system's evacuation) may not move this VM, or "" when it may: its

@@ -29,6 +29,7 @@ urlpatterns = [
     path("vms/<int:pk>/numa/", numa_pinning.numa_pinning, {"kind": "vms"}, name="vm-numa"),
     path("vms/<int:pk>/start/", actions.vm_start, name="vm-start"),
     path("vms/<int:pk>/stop/", actions.vm_stop, name="vm-stop"),
+    path("vms/<int:pk>/restore-settings/", actions.vm_restore_settings, name="vm-restore-settings"),
     path("templates/", lists.config_list, {"kind": "templates"}, name="template-list"),
     path("templates/new/", dialog.config_form, {"kind": "templates"}, name="template-new"),
     path("templates/<int:pk>/", detail.config_detail, {"kind": "templates"}, name="template-detail"),

@@ -233,7 +233,7 @@ def cpu_pinning(plan: Plan) -> Judge | None:
         return None
     vcpus, mode, size, vsockets = plan.vcpus, plan.mode, plan.vsocket_size, vm.sockets
     isolate, unit = mode == "isolate", unit_word(mode)
-    by_socket = not vm.numa_nodes
+    by_socket = not vm.numa_nodes and not plan.spread
     others = "pinned by other VMs" + (" or kept for its emulator threads" if plan.emulator_mask else "")
 
     @cache

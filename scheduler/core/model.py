@@ -130,7 +130,8 @@ class VNumaNode:
 
 @dataclass(frozen=True, slots=True)
 class VMRequest:
-    """The VM to place, as configured; ``cpu_pinning`` is the parsed manual pinning (policy ``manual``).
+    """The VM to place, as configured (or as it runs with ``suspended`` settings left out, see
+    :mod:`.relaxation`); ``cpu_pinning`` is the parsed manual pinning (policy ``manual``).
 
     ``emulator_cpus`` is the admin's emulator and I/O thread pinning (empty: the placement chooses).
     ``running_topology`` is the (sockets, cores, threads) a running Resize and Pin NUMA VM has, which a live
@@ -159,6 +160,7 @@ class VMRequest:
     io_threads: int = 0
     emulator_cpus: frozenset[int] = frozenset()
     high_availability: bool = False
+    suspended: frozenset[str] = frozenset()  # settings left out (``relaxation.relax``)
 
     def __post_init__(self) -> None:
         if min(self.sockets, self.cores, self.threads) < 1:
@@ -205,11 +207,15 @@ class ClusterConfig:
 
 @dataclass(frozen=True, slots=True)
 class ScheduleRequest:
-    """What to do: start or migrate, to a given host or the best one; ``force`` as the admin's dialog sends it."""
+    """What to do: start or migrate, to a given host or the best one; ``force`` as the admin's dialog sends it.
+
+    ``allow_degraded``: hosts that fit the VM once some settings are suspended are eligible too, after every
+    host that fits the whole configuration."""
 
     action: Action = "start"
     destination: int | None = None
     force: bool = False
+    allow_degraded: bool = False
     excluded_hosts: frozenset[int] = frozenset()
     saturated_hosts: frozenset[int] = frozenset()  # already receiving as many migrations as allowed
 
@@ -222,7 +228,9 @@ class Rejection(NamedTuple):
 class HostVerdict(NamedTuple):
     """One host's outcome; ``score`` (lower is better) and ``rank`` (1 = best) only for eligible hosts.
 
-    A named tuple rather than a dataclass: a decision over a large cluster creates one per host.
+    ``suspended``: the settings an eligible host takes the VM without (empty: it fits the whole configuration);
+    its ``rejections`` are then those of the whole configuration. A named tuple rather than a dataclass: a
+    decision over a large cluster creates one per host.
     """
 
     host_id: int
@@ -230,6 +238,7 @@ class HostVerdict(NamedTuple):
     score: float | None = None
     rank: int | None = None
     rejections: tuple[Rejection, ...] = ()
+    suspended: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +250,8 @@ class Placement:
     ``hugepages`` say what the VM takes from each host node (node 0 on a host without NUMA).
     ``topology`` is (sockets, cores, threads) the VM gets; it differs from the configured one only under
     Resize and Pin NUMA. ``emulator_cpus`` (and ``io_thread_cpus`` when the VM has IO threads) are where
-    QEMU's own threads run; those the VM does not hold exclusively are part of ``shared_cpus``.
+    QEMU's own threads run; those the VM does not hold exclusively are part of ``shared_cpus``. ``suspended``
+    are the settings the placement leaves out.
     """
 
     host_id: int
@@ -254,6 +264,7 @@ class Placement:
     memory_mib: Mapping[int, int]
     hugepages: Mapping[int, Mapping[int, int]]
     topology: tuple[int, int, int]
+    suspended: tuple[str, ...] = ()
 
     @property
     def vcpus(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from itertools import compress, repeat
-from operator import add, is_not, mul, not_
+from operator import add, is_not, itemgetter, mul, not_
 
 from .filters import FILTERS, Judge
 from .fit import NoFit
@@ -19,13 +19,14 @@ from .model import (
     SchedulingError,
     VMRequest,
 )
-from .placement import make_plan, place
+from .placement import Plan, make_plan, place
+from .relaxation import FIXED_FILTERS, SETTINGS, relax, suspension_sets
 from .state import HostState
 from .weights import WEIGHTS, Scorer
 
 # Hosts named in a "no host" message; the verdicts carry the rest.
 _MESSAGE_HOSTS = 3
-# A verdict from its five fields without the Python-level NamedTuple constructor: a decision makes one per host.
+# A verdict from its six fields without the Python-level NamedTuple constructor: a decision makes one per host.
 _verdict = partial(tuple.__new__, HostVerdict)
 
 
@@ -67,6 +68,11 @@ def schedule(
     Pure: reads the host states, returns a :class:`Decision`. The host the VM holds resources on is judged
     as if the VM were not there. Only the winner gets a full placement; should that fail, the host is
     rejected with the reason and the next one is tried.
+
+    With ``request.allow_degraded``, a host that the whole configuration fails only for settings a suspension
+    can satisfy is judged again with the fewest settings suspended that let the VM in (:mod:`.relaxation`).
+    Hosts that fit the whole configuration come first, then the degraded ones, fewer suspended settings first;
+    the weights order each group.
     """
     cluster = cluster or ClusterConfig()
     if error := check_migration_mode(vm, request):
@@ -77,6 +83,41 @@ def schedule(
             message = f"host {request.destination} is not in the VM's cluster"
             return Decision((), (), None, None, SchedulingError("unknown_host", message))
 
+    vm_id = vm.id
+    states = [h.without(vm_id) if vm_id in h.vm_ids else h for h in hosts]
+    plan, judges, scorers = _prepare(vm, request, cluster)
+    rejections = _judge(states, judges)
+    positions = list(compress(range(len(states)), map(not_, rejections)))
+    totals = _totals([states[p] for p in positions], scorers)
+    # (suspended count, score), position, plan, suspended: the candidates in the order they are tried.
+    candidates = [((0, total), p, plan, ()) for p, total in zip(positions, totals, strict=True)]
+    if request.allow_degraded:
+        candidates += _degraded(states, vm, request, cluster, rejections)
+    candidates.sort(key=itemgetter(0))
+
+    chosen: HostState | None = None
+    placement: Placement | None = None
+    for start, (_, position, host_plan, _) in enumerate(candidates):
+        result = place(host_plan, states[position])
+        if isinstance(result, NoFit):
+            rejections[position] += (Rejection(result.filter, result.reason),)
+            continue
+        chosen, placement = states[position], result
+        candidates = candidates[start:]
+        break
+    else:
+        candidates = []
+    ids = [h.id for h in states]
+    verdicts = _verdicts(ids, rejections, candidates)
+    error = None if chosen else _no_host(vm, hosts, verdicts)
+    ranked = tuple(ids[position] for _, position, _, _ in candidates)
+    return Decision(verdicts, ranked, chosen.id if chosen else None, placement, error)
+
+
+def _prepare(
+    vm: VMRequest, request: ScheduleRequest, cluster: ClusterConfig
+) -> tuple[Plan, list[tuple[str, Judge]], list[tuple[float, Scorer]]]:
+    """The VM's plan, the filters that apply to it and its weights with their factors."""
     plan = make_plan(vm, request, cluster)
     judges = [(name, judge) for name, factory in FILTERS if (judge := factory(plan)) is not None]
     scorers = [
@@ -84,33 +125,32 @@ def schedule(
         for name, factory in WEIGHTS
         if (factor := cluster.factor(name)) and (scorer := factory(plan)) is not None
     ]
+    return plan, judges, scorers
 
-    vm_id = vm.id
-    states = [h.without(vm_id) if vm_id in h.vm_ids else h for h in hosts]
-    rejections = _judge(states, judges)
-    passed = list(map(not_, rejections))
-    positions = list(compress(range(len(states)), passed))
-    eligible = list(compress(states, passed))
-    totals = _totals(eligible, scorers)
-    order = sorted(range(len(eligible)), key=totals.__getitem__)
 
-    chosen: HostState | None = None
-    placement: Placement | None = None
-    for start, index in enumerate(order):
-        result = place(plan, eligible[index])
-        if isinstance(result, NoFit):
-            rejections[positions[index]] = (Rejection(result.filter, result.reason),)
-            continue
-        chosen, placement = eligible[index], result
-        order = order[start:]
-        break
-    else:
-        order = []
-    ids = [h.id for h in states]
-    ranked = [positions[index] for index in order]
-    verdicts = _verdicts(ids, rejections, ranked, [totals[index] for index in order])
-    error = None if chosen else _no_host(vm, hosts, verdicts)
-    return Decision(verdicts, tuple(ids[p] for p in ranked), chosen.id if chosen else None, placement, error)
+def _degraded(
+    states: Sequence[HostState],
+    vm: VMRequest,
+    request: ScheduleRequest,
+    cluster: ClusterConfig,
+    rejections: Sequence[tuple[Rejection, ...]],
+) -> list[tuple[tuple[int, float], int, Plan, tuple[str, ...]]]:
+    """The hosts the whole configuration fails that take the VM with settings suspended, each with the first
+    set (fewest settings) that lets it in, as candidates of :func:`schedule`."""
+    open_ = [p for p, found in enumerate(rejections) if found and not any(r.filter in FIXED_FILTERS for r in found)]
+    out = []
+    for group in suspension_sets(vm) if open_ else ():
+        relaxed = relax(vm, group)
+        plan, judges, scorers = _prepare(relaxed, request, cluster)
+        found = _judge([states[p] for p in open_], judges)
+        fitting = [p for p, r in zip(open_, found, strict=True) if not r]
+        suspended = tuple(s for s in SETTINGS if s in relaxed.suspended)
+        totals = _totals([states[p] for p in fitting], scorers)
+        out += [((len(suspended), total), p, plan, suspended) for p, total in zip(fitting, totals, strict=True)]
+        open_ = [p for p, r in zip(open_, found, strict=True) if r]
+        if not open_:
+            break
+    return out
 
 
 def _judge(states: Sequence[HostState], judges: Sequence[tuple[str, Judge]]) -> list[tuple[Rejection, ...]]:
@@ -127,16 +167,20 @@ def _judge(states: Sequence[HostState], judges: Sequence[tuple[str, Judge]]) -> 
 
 
 def _verdicts(
-    ids: Sequence[int], rejections: Sequence[tuple[Rejection, ...]], ranked: Sequence[int], scores: Sequence[float]
+    ids: Sequence[int],
+    rejections: Sequence[tuple[Rejection, ...]],
+    candidates: Sequence[tuple[tuple[int, float], int, Plan, tuple[str, ...]]],
 ) -> tuple[HostVerdict, ...]:
-    """A verdict per host in input order; ``ranked`` are the positions of the ranked hosts, best first."""
+    """A verdict per host in input order; ``candidates`` are the ranked hosts, best first."""
     score_of: list[float | None] = [None] * len(ids)
     rank_of: list[int | None] = [None] * len(ids)
-    for rank, (position, score) in enumerate(zip(ranked, scores, strict=True), start=1):
+    suspended_of: list[tuple[str, ...]] = [()] * len(ids)
+    for rank, ((_, score), position, _, suspended) in enumerate(candidates, start=1):
         score_of[position] = score
         rank_of[position] = rank
+        suspended_of[position] = suspended
     eligible = map(is_not, rank_of, repeat(None))  # exactly the ranked hosts
-    return tuple(map(_verdict, zip(ids, eligible, score_of, rank_of, rejections, strict=True)))
+    return tuple(map(_verdict, zip(ids, eligible, score_of, rank_of, rejections, suspended_of, strict=True)))
 
 
 def _totals(eligible: Sequence[HostState], scorers: Sequence[tuple[float, Scorer]]) -> list[float]:

@@ -47,9 +47,11 @@ from .fit import (
     page_for,
     pin_cells,
     spread_memory,
+    take_cpus,
     uniform,
 )
 from .model import Allocation, ClusterConfig, Placement, ScheduleRequest, VMRequest, VNumaNode
+from .relaxation import SETTINGS
 from .state import KIB_PER_MIB, HostState, build_host_state
 
 _MODES: Mapping[str, CpuMode] = {"dedicated": "prefer", "isolate_threads": "isolate"}
@@ -75,6 +77,8 @@ class Plan:
 
     static_cells: tuple[CellNeed, ...] | None
     uniform: Uniform | None
+    spread: bool  # NUMA pinning suspended: pCPUs anywhere on the host, virtual sockets not kept together
+    float_emulator: bool  # IO and emulator thread pinning suspended
 
     @property
     def hugepages(self) -> bool:
@@ -115,7 +119,10 @@ def _vnode_cells(
 
 def make_plan(vm: VMRequest, request: ScheduleRequest, cluster: ClusterConfig) -> Plan:
     mode = _MODES.get(vm.cpu_pinning_policy, "none")
-    if mode != "none":
+    spread = "numa_pinning" in vm.suspended
+    if spread:
+        cell_vnodes: tuple[VNumaNode, ...] = ()
+    elif mode != "none":
         cell_vnodes = vm.numa_nodes
     else:
         # Without dynamic pinning only hard NUMA pinning places memory; the rest is left to the kernel.
@@ -146,6 +153,8 @@ def make_plan(vm: VMRequest, request: ScheduleRequest, cluster: ClusterConfig) -
         resize=resize,
         static_cells=static,
         uniform=uniform(static, mode) if static else None,
+        spread=spread,
+        float_emulator="io_emulator_pinning" in vm.suspended,
     )
 
 
@@ -216,7 +225,12 @@ def place(plan: Plan, host: HostState) -> Placement | NoFit:
         memory_mib=small,
         hugepages=huge,
         topology=(vm.sockets, vm.cores, vm.threads),
+        suspended=_suspended(vm),
     )
+
+
+def _suspended(vm: VMRequest) -> tuple[str, ...]:
+    return tuple(s for s in SETTINGS if s in vm.suspended)
 
 
 def reserve_emulator(plan: Plan, host: HostState) -> HostState:
@@ -269,9 +283,15 @@ def _place_whole(
         if got is not None:
             _charge(small, huge, node.index, vm.memory_mib, size)
             return dict(enumerate(got[0])), got[1]
-    got = pack_sockets(host.layout.cores, host.free, vm.sockets, plan.vsocket_size, mode, vm.threads)
-    if got is None:
-        return NoFit(f"the VM's {vm.sockets} virtual sockets of {plan.vsocket_size} vCPUs do not fit", "CpuPinning")
+    if plan.spread:
+        got = take_cpus(host.layout.cores, host.free, plan.vcpus, mode, vm.threads)
+        if got is None:
+            return NoFit(f"the VM's {plan.vcpus} vCPUs do not fit", "CpuPinning")
+    else:
+        got = pack_sockets(host.layout.cores, host.free, vm.sockets, plan.vsocket_size, mode, vm.threads)
+        if got is None:
+            message = f"the VM's {vm.sockets} virtual sockets of {plan.vsocket_size} vCPUs do not fit"
+            return NoFit(message, "CpuPinning")
     pins = dict(enumerate(got[0]))
     if not spread_memory(host, _memory_order(host, pins.values(), small), vm.memory_mib, plan.page_kib, small, huge):
         short = memory_shortfall(vm.memory_mib, (plan.page_kib,), host.small_free_kib, host.hugepages_free, "")
@@ -301,6 +321,8 @@ def _emulator_cpus(
 ) -> int:
     """The pCPUs of the VM's emulator and IO threads (0: they float); ``vm_cpus`` run its vCPUs, ``own`` it holds
     exclusively. See the module's docstring."""
+    if plan.float_emulator:
+        return 0
     if plan.emulator_mask:
         return plan.emulator_mask
     if plan.vm.optimized_for != "high_performance" or not (vm_cpus or plan.cell_vnodes):
@@ -380,4 +402,5 @@ def _place_resize(plan: Plan, host: HostState) -> Placement | NoFit:
         memory_mib=small,
         hugepages=huge,
         topology=resize_topology(host),
+        suspended=_suspended(plan.vm),
     )

@@ -20,7 +20,8 @@ from hpadmin.vms.models import VirtualMachine
 from scheduler.models import Allocation
 from tests.browser.test_flow import PASSWORD, dialog_open, log_in, page, shot  # noqa: F401 - fixture
 from tests.factories import make_cluster, make_host, make_vm
-from tests.operations.test_worker import workers  # noqa: F401 - fixture
+from tests.operations.test_notifications import Webhook
+from tests.operations.test_worker import wait_for, workers  # noqa: F401 - fixture
 
 pytestmark = [
     pytest.mark.browser,
@@ -100,3 +101,68 @@ def test_maintenance_of_a_host_with_hp_vms(page, busy_host, workers):  # noqa: F
     rows = page.locator("#list tbody").inner_text()
     assert rows.count("User: admin") == 3 and rows.count("Host maintenance") == 3
     shot(page, "23-jobs-of-the-maintenance")
+
+
+def test_a_maintenance_that_degrades_a_vm_and_its_restore(page, transactional_db, workers, monkeypatch):  # noqa: F811
+    """No other host has NUMA: with its cluster's policy "suspend settings and notify", the maintenance moves the
+    NUMA-pinned VM with NUMA pinning suspended; the dialog says so first, the VM page shows it amber, the webhook
+    is told; Restore settings brings it back once its host is active again."""
+    cluster = make_cluster("deg-cluster", degraded_policy="suspend")
+    numa = make_host(cluster, "numa-a", numa_nodes=2, cores=4, threads=2, hp2m=2048)
+    make_host(cluster, "flat-b", numa_nodes=0, cores=8, threads=2, hp2m=2048)
+    nodes = [
+        {"index": 0, "vcpus": [0, 1], "memory_mib": 1024, "pinned_to": [0]},
+        {"index": 1, "vcpus": [2, 3], "memory_mib": 1024, "pinned_to": [1]},
+    ]
+    vm = make_vm(
+        cluster,
+        [numa],
+        name="hp-numa",
+        optimized_for="high_performance",
+        cpu_pinning_policy="manual",
+        cpu_pinning="0#1_1#2_2#9_3#10",
+        cores=2,
+        threads=2,
+        memory_mib=2048,
+        hugepage_kib=2048,
+        numa_nodes=nodes,
+    )
+    start_vm(vm, host=numa)
+    get_user_model().objects.create_superuser("admin", "admin@localhost", PASSWORD)
+    hook = Webhook()
+    monkeypatch.setenv("HPADMIN_NOTIFY_WEBHOOK_URL", hook.url)
+    workers(speed=1.0)
+    try:
+        log_in(page)
+        page.goto(numa.get_absolute_url())
+        page.locator("#host-status a", has_text="Maintenance").click()
+        dialog_open(page, "#maintenance-form")
+        degraded = page.locator("#maintenance-degraded").inner_text()
+        assert "hp-numa on flat-b: NUMA pinning suspended" in degraded
+        shot(page, "24-maintenance-that-degrades")
+        page.locator("#maintenance-form button[type=submit]", has_text="OK").click()
+        page.locator("#host-status-badge", has_text="Maintenance").filter(has_not_text="Preparing").wait_for(
+            timeout=90_000
+        )
+
+        page.goto(vm.get_absolute_url())
+        box = page.locator("#vm-degraded")
+        box.wait_for()
+        assert "On flat-b" in box.inner_text() and "NUMA pinning" in box.inner_text()
+        shot(page, "25-vm-running-degraded")
+        wait_for(lambda: hook.received, 30, "the webhook")
+        assert [body["kind"] for _, _, body in hook.received] == ["vm_degraded"]
+
+        page.goto(numa.get_absolute_url())
+        page.locator("#host-status button, #host-status a", has_text="Activate").first.click()
+        page.locator("#host-status-badge", has_text="Up").wait_for()
+        page.goto(vm.get_absolute_url())
+        page.locator("#vm-degraded button", has_text="Restore settings").click()
+        page.locator("#vm-degraded").wait_for(state="detached", timeout=60_000)
+        shot(page, "26-vm-restored")
+        vm.refresh_from_db()
+        assert vm.host == numa and not vm.degraded
+        wait_for(lambda: len(hook.received) == 2, 30, "the webhook")
+        assert hook.received[1][2]["kind"] == "vm_restored"
+    finally:
+        hook.close()

@@ -327,6 +327,20 @@ def test_rewrite_drops_settings_the_destination_cannot_honour():
     assert len(rewritten.findall("cpu/numa/cell")) == 2
 
 
+@pytest.mark.parametrize("cells", [(), TWO_CELLS], ids=["without-numa", "numa"])
+def test_rewrite_drops_domain_wide_hugepages_for_a_destination_without_them(cells):
+    # Hugepages suspended on a host without a pool: the guest's memory is backed by small pages there.
+    source = make_spec(vcpu_pins={0: (2,), 1: (3,), 2: (4,), 3: (5,)}, numa_cells=cells, hugepage_kib=2048)
+    assert pages(parse(build_domain_xml(source)))
+    suspended = dataclasses.replace(source, vcpu_pins={0: (6,), 1: (7,), 2: (8,), 3: (9,)}, hugepage_kib=None)
+
+    rewritten = parse(rewrite_for_destination(build_domain_xml(source), suspended))
+
+    assert rewritten.find("memoryBacking") is None
+    assert vcpu_pins(rewritten) == {0: "6", 1: "7", 2: "8", 3: "9"}
+    assert (rewritten.findtext("memory"), len(rewritten.findall("cpu/numa/cell"))) == ("4096", len(cells))
+
+
 def test_rewrite_keeps_other_memory_backing_and_namespaced_elements():
     source = parse(build_domain_xml(SOURCE))
     ET.SubElement(source.find("memoryBacking"), "locked")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -186,6 +187,29 @@ def vcpu_affinity(pid: int, vcpu: int) -> tuple[int, ...]:
     return matches[0]
 
 
+def guest_ram_backing(pid: int, memory_mib: int) -> list[tuple[int, int]]:
+    """How the kernel backs a QEMU's guest RAM, from ``/proc/<pid>/smaps``: (page size KiB, KiB in hugetlb
+    pages) of each mapping the size of the guest's memory. [(2048, memory)] for RAM in 2 MiB hugepages,
+    [(4, 0)] for small pages."""
+    mappings: list[dict[str, int]] = []
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a mapping's header: "start-end perms offset dev inode path"
+            mappings.append({})
+        elif line.endswith(" kB"):
+            key, value = line.split(":", 1)
+            mappings[-1][key] = int(value.split()[0])
+    return [
+        (m["KernelPageSize"], m.get("Private_Hugetlb", 0) + m.get("Shared_Hugetlb", 0))
+        for m in mappings
+        if m["Size"] == memory_mib * 1024
+    ]
+
+
+def without_hugepages(caps: HostCapabilities) -> HostCapabilities:
+    nodes = tuple(dataclasses.replace(node, hugepages={}) for node in caps.numa_nodes)
+    return dataclasses.replace(caps, hugepages={}, numa_nodes=nodes)
+
+
 def assert_runs_with(testbed: TwoHosts, uri: str, spec: DomainSpec) -> None:
     """Check the pinning through libvirt and through the kernel's view of QEMU's threads."""
     conn = libvirt.open(uri)
@@ -212,9 +236,16 @@ def test_hosts_report_this_machines_topology(testbed, driver):
         for node in nodes
     ]
 
+    machine_pool = int(Path("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages").read_text())
     caps_a, caps_b = driver.capabilities(testbed.a), driver.capabilities(testbed.b)
 
-    assert caps_a == caps_b  # two hosts, one machine
+    # Two hosts, one machine: the same but for the hugepages, which are A's alone.
+    assert machine_pool >= 64
+    assert caps_a.hugepages[2048] == machine_pool
+    assert sum(node.hugepages[2048] for node in caps_a.numa_nodes) == machine_pool
+    assert not any(caps_b.hugepages.values())
+    assert not any(pages for node in caps_b.numa_nodes for pages in node.hugepages.values())
+    assert without_hugepages(caps_a) == without_hugepages(caps_b)
     assert caps_a.online_cpus == online
     assert caps_a.sockets * caps_a.cores_per_socket * caps_a.threads_per_core == len(online)
     assert [node.index for node in caps_a.numa_nodes] == nodes
@@ -333,3 +364,54 @@ def test_cancel_from_another_process_keeps_the_vm_on_its_source(testbed, driver,
     assert driver.domain_state(testbed.b, resident_vm.name) == DomainState.MISSING
     assert_runs_with(testbed, testbed.a, resident_vm)
     say(request.config, f"  cancelled after {time.monotonic() - started:.2f} s ({len(reports)} progress reports)")
+
+
+@pytest.mark.parametrize("guest_numa", [False, True], ids=["without-numa", "numa"])
+def test_live_migration_to_small_pages_and_back_to_hugepages(testbed, driver, host, guest_numa, request):
+    # Hugepages suspended on B, which has no pool, and restored on the way back to A: QEMU's guest RAM (one
+    # "pc.ram" block, or "ram-node0" with a guest NUMA node) moves between a hugetlbfs file and anonymous memory.
+    first, second = host.online_cpus[:2]
+    cells = (GuestNumaCell(index=0, vcpus=(0,), memory_mib=128, host_nodes=(host.numa_nodes[0].index,)),)
+    spec = DomainSpec(
+        uuid=str(uuid.uuid4()),
+        name=f"hp-pages-{uuid.uuid4().hex[:6]}",
+        sockets=1,
+        cores=1,
+        threads=1,
+        memory_mib=128,
+        cpu_passthrough=False,
+        vcpu_pins={0: (first,)},
+        emulator_cpus=(second,),
+        numa_cells=cells if guest_numa else (),
+        hugepage_kib=2048,
+    )
+    small_pages = dataclasses.replace(spec, hugepage_kib=None, vcpu_pins={0: (second,)}, emulator_cpus=(first,))
+    in_hugepages = [(2048, 128 * 1024)]  # one mapping of the guest's 128 MiB, all of it in 2 MiB pages
+    driver.start(testbed.a, spec)
+    try:
+        pid = qemu_pid(testbed, testbed.a, spec.name)
+        testbed.qemu_pids.append(pid)
+        assert guest_ram_backing(pid, 128) == in_hugepages
+
+        to_b = driver.migrate(testbed.a, testbed.b, small_pages, MigrationOptions(), lambda _: None)
+        pid = qemu_pid(testbed, testbed.b, spec.name)
+        testbed.qemu_pids.append(pid)
+
+        assert driver.domain_state(testbed.a, spec.name) == DomainState.MISSING
+        assert_runs_with(testbed, testbed.b, small_pages)
+        assert guest_ram_backing(pid, 128) == [(4, 0)]
+
+        back = driver.migrate(testbed.b, testbed.a, spec, MigrationOptions(), lambda _: None)
+        pid = qemu_pid(testbed, testbed.a, spec.name)
+        testbed.qemu_pids.append(pid)
+
+        assert driver.domain_state(testbed.b, spec.name) == DomainState.MISSING
+        assert_runs_with(testbed, testbed.a, spec)
+        assert guest_ram_backing(pid, 128) == in_hugepages
+        say(
+            request.config,
+            f"  hugepages -> small pages in {to_b.duration_s:.2f} s (downtime {to_b.downtime_ms} ms), "
+            f"back in {back.duration_s:.2f} s (downtime {back.downtime_ms} ms)",
+        )
+    finally:
+        remove_vm(testbed, driver, spec)

@@ -1,6 +1,7 @@
 """The whole path on real libvirt hosts: hosts added through the driver, a VM started by the scheduler,
-``migrate_vms`` carried out by a Celery worker process, a refused migration that leaves the VM be, and a
-host's maintenance that moves its pinned VM.
+``migrate_vms`` carried out by a Celery worker process, a refused migration that leaves the VM be, a
+host's maintenance that moves its pinned VM, and a hugepage VM that runs degraded on a host without a pool
+and gets its hugepages back.
 
 Needs root and the testbed (``make test-libvirt``)."""
 
@@ -21,7 +22,12 @@ from hpadmin.operations.models import JobState, MigrationJob
 from hpadmin.operations.services import migrate_vms, start_vm, stop_vm
 from scheduler.models import Allocation
 from tests.factories import make_cluster, make_vm
-from tests.hypervisor.test_libvirt_testbed import qemu_pid, testbed, vcpu_affinity  # noqa: F401 - fixture
+from tests.hypervisor.test_libvirt_testbed import (  # noqa: F401 - fixture
+    guest_ram_backing,
+    qemu_pid,
+    testbed,
+    vcpu_affinity,
+)
 from tests.operations.test_worker import wait_for, workers  # noqa: F401 - fixture
 
 pytestmark = [
@@ -139,3 +145,62 @@ def test_maintenance_of_a_real_host_moves_its_pinned_vm_with_the_destinations_pi
     finally:
         stop_vm(vm)
         activate_host(host_a, user=admin)
+
+
+def test_a_hugepage_vm_moves_to_a_host_without_pool_with_hugepages_suspended_and_back(testbed, workers):  # noqa: F811
+    cluster = make_cluster()
+    host_a = add_host(cluster, "libvirt-ha", testbed.a)
+    host_b = add_host(cluster, "libvirt-hb", testbed.b)
+    # The testbed reserves 2 MiB pages for A alone; B reports none.
+    assert host_a.hugepage_pools.filter(size_kib=2048, total__gte=64).exists()
+    assert not host_b.hugepage_pools.exists()
+    vm = make_vm(
+        cluster,
+        name=f"hp-pages-{uuid.uuid4().hex[:6]}",
+        optimized_for="server",
+        cores=1,
+        memory_mib=128,
+        hugepage_kib=2048,
+        cpu_pinning_policy="dedicated",
+        memory_balloon=False,
+    )
+    in_hugepages = [(2048, 128 * 1024)]  # one mapping of the guest's 128 MiB, all of it in 2 MiB pages
+    vm = start_vm(vm, host=host_a)
+    worker = workers()
+    try:
+        pid = qemu_pid(testbed, testbed.a, vm.name)
+        testbed.qemu_pids.append(pid)
+        assert guest_ram_backing(pid, 128) == in_hugepages
+
+        # No host fits the whole configuration; the admin chose B and confirmed what it suspends.
+        (job,) = migrate_vms([vm], host_b, force=True, allow_degraded=True)
+        wait_for(lambda: not MigrationJob.objects.get(pk=job.pk).is_active, 120, "the move to B", [worker.log])
+        job.refresh_from_db()
+        assert job.state == JobState.SUCCEEDED, job.error
+        assert "hugepages" in [item["setting"] for item in job.suspended_settings]
+        vm.refresh_from_db()
+        assert vm.host == host_b and vm.status == "up"
+        assert "hugepages" in [item["setting"] for item in vm.suspended_settings]
+        allocation = Allocation.objects.active().get(vm=vm)
+        assert (allocation.host, allocation.hugepages) == (host_b, {})
+        assert vm.name not in domains(testbed.a)
+        pid = qemu_pid(testbed, testbed.b, vm.name)
+        testbed.qemu_pids.append(pid)
+        assert guest_ram_backing(pid, 128) == [(4, 0)]
+        assert pins(testbed.b, vm.name) == vcpu_affinity(pid, 0) == tuple(allocation.exclusive_cpus)
+
+        (back,) = migrate_vms([vm], host_a, force=True)
+        wait_for(lambda: not MigrationJob.objects.get(pk=back.pk).is_active, 120, "the way back", [worker.log])
+        back.refresh_from_db()
+        assert back.state == JobState.SUCCEEDED, back.error
+        vm.refresh_from_db()
+        assert (vm.host, vm.suspended_settings) == (host_a, [])
+        allocation = Allocation.objects.active().get(vm=vm)
+        assert allocation.hugepages == {"0": {"2048": 128 * 1024 // 2048}}
+        assert vm.name not in domains(testbed.b)
+        pid = qemu_pid(testbed, testbed.a, vm.name)
+        testbed.qemu_pids.append(pid)
+        assert guest_ram_backing(pid, 128) == in_hugepages
+        assert pins(testbed.a, vm.name) == vcpu_affinity(pid, 0) == tuple(allocation.exclusive_cpus)
+    finally:
+        stop_vm(vm)

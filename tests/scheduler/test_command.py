@@ -133,10 +133,36 @@ def test_evacuate_by_the_system_leaves_manual_only_vms(tmp_path):
     assert [s["vm"] for s in result["stays"]] == ["paged", "pinned"]
 
 
-def test_other_v2_requests_are_refused_clearly(tmp_path):
-    document = {**CLUSTER, "format": "cluster-scenario/v2", "request": {"action": "migrate"}}
-    with pytest.raises(CommandError, match="cluster-scenario/v2 request 'migrate' is not supported yet"):
+def test_unknown_v2_requests_are_refused_clearly(tmp_path):
+    document = {**CLUSTER, "format": "cluster-scenario/v2", "request": {"action": "hibernate"}}
+    with pytest.raises(CommandError, match="cluster-scenario/v2 request 'hibernate' is not known"):
         run(tmp_path, document)
+
+
+def test_allow_degraded_lists_hosts_that_fit_with_settings_suspended(tmp_path):
+    """The VM's 1 GiB pages fit h1 whole; h2 has no such pages and takes it with hugepages suspended, after h1."""
+    flat = {
+        **CLUSTER["hosts"][0],
+        "name": "h2",
+        "numa_nodes": [{"index": 0, "cpus": [0, 1], "memory_mib": 8192, "hugepages": {}}],
+    }
+    document = {
+        **CLUSTER,
+        "format": "cluster-scenario/v2",
+        "hosts": [CLUSTER["hosts"][0], flat],
+        "request": {"action": "start", "allow_degraded": True},
+    }
+    result = run(tmp_path, document)
+    h1, h2 = result["hosts"]
+    assert result["chosen"] == "h1" and "suspended" not in h1 and result["placement"]["suspended"] == []
+    assert (h2["eligible"], h2["rank"], h2["suspended"]) == (True, 2, ["hugepages"])
+    assert h2["rejections"] == [{"filter": "HugePages", "reason": "the host has no 1 GiB pages"}]
+    document["hosts"] = [flat]
+    placement = run(tmp_path, document)["placement"]
+    assert placement["suspended"] == ["hugepages"] and placement["hugepages"] == {}
+    assert placement["memory_mib"] == {"0": 2048} and placement["cpus"] == {"0": 0, "1": 1}
+    document["request"]["allow_degraded"] = False
+    assert run(tmp_path, document)["error"]["code"] == "no_host"
 
 
 @pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.json")), ids=lambda p: p.stem)

@@ -170,10 +170,13 @@ def vms(draw, host_ids: tuple[int, ...] = (1, 2), policy: str | None = None, vnu
     )
 
 
-def reference_problem(host: RawHost, vm: VMRequest, cluster: ClusterConfig, *, capacity: bool = True) -> str | None:
+def reference_problem(
+    host: RawHost, vm: VMRequest, cluster: ClusterConfig, *, capacity: bool = True, spread: bool = False
+) -> str | None:
     """Why the VM has no valid placement on the host (None: it has one), found by exhaustive search.
 
     ``capacity`` False leaves out the CPU filter's rule that the shared pool keeps room for its largest VM.
+    ``spread``: NUMA pinning is suspended, so dynamically pinned vCPUs may take any free pCPUs of the host.
     """
     policy = vm.cpu_pinning_policy
     if bad := set(vm.emulator_cpus) - (host.online - host.exclusive):
@@ -201,6 +204,10 @@ def reference_problem(host: RawHost, vm: VMRequest, cluster: ClusterConfig, *, c
         return "vNUMA nodes are pinned on a host without NUMA"
     if missing := set().union(*hard.values()) - set(host.node_cpus):
         return f"vNUMA nodes are pinned to host nodes {sorted(missing)} the host does not have"
+    if dynamic and spread:
+        if units(host.online) < vm.vcpus:
+            return f"{units(host.online)} free pCPUs (or whole cores), {vm.vcpus} needed"
+        return _rest_problem(host, Counter(), vm.memory_mib, page)
     if dynamic and not vm.numa_nodes:
         size = vm.cores * vm.threads
         sockets = sorted(set(host.socket_of.values()))

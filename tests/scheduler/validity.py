@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from scheduler.core import HostState, Placement, VMRequest
@@ -19,12 +20,17 @@ def placement_problems(host: HostState, vm: VMRequest, placement: Placement) -> 
     return raw_placement_problems(RawHost.of(host.topology, host.allocations, vm.id), vm, placement)
 
 
-def raw_placement_problems(host: RawHost, vm: VMRequest, placement: Placement) -> list[str]:
-    """Rule violations of ``placement`` on what other VMs leave of the host."""
+def raw_placement_problems(host: RawHost, vm: VMRequest, placement: Placement, *, spread: bool = False) -> list[str]:
+    """Rule violations of ``placement`` on what other VMs leave of the host. ``spread``: NUMA pinning is
+    suspended, so no vNUMA node may be bound and dynamically pinned vCPUs may take any free pCPUs."""
+    if spread:
+        if placement.numa:
+            return [f"vNUMA mapping {dict(placement.numa)} with NUMA pinning suspended"]
+        vm = replace(vm, numa_nodes=())
     problems: list[str] = []
     if placement.host_id != host.id:
         problems.append(f"placed on host {placement.host_id}, judged on host {host.id}")
-    problems += _cpu_problems(host, vm, placement)
+    problems += _cpu_problems(host, vm, placement, spread)
     problems += _numa_problems(host, vm, placement)
     problems += _memory_problems(host, vm, placement)
     for what, cpus in (("emulator", placement.emulator_cpus), ("IO thread", placement.io_thread_cpus)):
@@ -36,7 +42,7 @@ def raw_placement_problems(host: RawHost, vm: VMRequest, placement: Placement) -
     return problems
 
 
-def _cpu_problems(host: RawHost, vm: VMRequest, placement: Placement) -> list[str]:
+def _cpu_problems(host: RawHost, vm: VMRequest, placement: Placement, spread: bool = False) -> list[str]:
     problems: list[str] = []
     policy = vm.cpu_pinning_policy
     pins = {vcpu: set(cpus) for vcpu, cpus in placement.vcpu_pins.items()}
@@ -110,7 +116,7 @@ def _cpu_problems(host: RawHost, vm: VMRequest, placement: Placement) -> list[st
         whole = set().union(set(), *(host.cores.get(core, frozenset()) for core in cores))
         if exclusive != whole:
             problems.append(f"holds {sorted(exclusive)} exclusively, the vCPUs' whole cores are {sorted(whole)}")
-    if not vm.numa_nodes:
+    if not vm.numa_nodes and not spread:
         size = vm.cores * vm.threads
         for first in range(0, vm.vcpus, size):
             sockets = {host.socket_of.get(p) for v in range(first, first + size) for p in pins.get(v, ())}

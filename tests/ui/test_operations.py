@@ -41,9 +41,10 @@ def test_migrate_dialog_lists_every_host_with_its_verdict(admin_client, running,
     eligible = [row["host"].name for row in response.context["eligible"]]
     refused = {row["host"].name: row["reasons"] for row in response.context["refused"]}
     other = {"two-nodes", "four-nodes"} - {running.host.name}
-    assert eligible == list(other)
-    assert set(refused) == {running.host.name, "no-numa", "in-maintenance"}
-    assert any("does not support NUMA" in reason or "NUMA" == name for _, name, reason in refused["no-numa"])
+    assert eligible == [*other, "no-numa"]  # the host without NUMA takes the VM only with settings suspended
+    assert set(refused) == {running.host.name, "in-maintenance"}
+    [degraded] = [row for row in response.context["eligible"] if row["host"].name == "no-numa"]
+    assert any(label == "NUMA pinning" for _, label, _ in degraded["suspended"])
     assert any(name == "HostStatus" for _, name, _ in refused["in-maintenance"])
     assert any(name == "Migration" for _, name, _ in refused[running.host.name])
     for host in refused:
@@ -74,11 +75,11 @@ def test_migrate_with_automatic_choice_runs_the_job_and_moves_the_vm(
 
 def test_a_refused_migration_keeps_the_dialog_open_with_the_reason(admin_client, running, hosts):
     response = admin_client.post(
-        reverse("vm-migrate"), {"vm": running.pk, "destination": hosts["flat"].pk}, headers=HTMX
+        reverse("vm-migrate"), {"vm": running.pk, "destination": hosts["down"].pk}, headers=HTMX
     )
     content = response.content.decode()
     assert response.status_code == 200 and "HX-Redirect" not in response
-    assert "The migration was refused." in content and "no-numa" in content
+    assert "The migration was refused." in content and "in-maintenance: the host is maintenance" in content
     assert not MigrationJob.objects.exists()
 
 
@@ -148,8 +149,8 @@ def test_migrate_dialog_for_several_vms_judges_each_host_for_all(admin_client, r
     assert "Migrate 2 Virtual Machines to the selected Host." in content
     for row in response.context["eligible"]:
         assert {vm.name for vm, _ in row["ranks"]} == {"hp-vm", "small"}
-    refused = {row["host"].name: row["reasons"] for row in response.context["refused"]}
-    assert {vm.name for vm, _, _ in refused["no-numa"]} == {"hp-vm"}  # only the NUMA-pinned VM is refused there
+    suspended = {row["host"].name: row["suspended"] for row in response.context["eligible"]}
+    assert {vm.name for vm, _, _ in suspended["no-numa"]} == {"hp-vm"}  # only the NUMA-pinned VM is degraded there
     assert "(hp-vm)" in content
 
 
@@ -166,7 +167,7 @@ def test_a_stopped_vm_in_the_selection_is_listed_and_the_running_one_still_migra
     skipped = content.split('id="migrate-skipped"')[1].split("</div>")[0]
     assert "Not migrated:" in skipped and "Cannot migrate VM stopped: it is not running." in skipped
     other = ({"two-nodes", "four-nodes"} - {running.host.name}).pop()
-    assert [row["host"].name for row in response.context["eligible"]] == [other]
+    assert [row["host"].name for row in response.context["eligible"]] == [other, "no-numa"]
     assert all("stopped" not in str(row["reasons"]) for row in response.context["refused"])
     assert "Select Host Automatically" in content
     assert '<button type="submit" class="btn btn-primary">Migrate</button>' in content
@@ -201,7 +202,6 @@ def test_the_vms_own_hosts_come_first_among_the_refused(admin_client, hp_vm, hos
     assert [(row["host"].name, row["own"]) for row in refused] == [
         ("two-nodes", "placement host"),
         ("in-maintenance", ""),
-        ("no-numa", ""),
     ]
     assert '<span class="badge text-bg-secondary">placement host</span>' in response.content.decode()
 

@@ -43,6 +43,7 @@ class ClusterSerializer(ValidatedModelSerializer):
             "high_utilization",
             "low_utilization",
             "over_utilization_minutes",
+            "degraded_policy",
         ]
 
 
@@ -88,6 +89,7 @@ class AllocationSerializer(serializers.ModelSerializer):
             "topology",
             "emulator_cpus",
             "iothread_cpus",
+            "suspended_settings",
             "created_at",
         ]
 

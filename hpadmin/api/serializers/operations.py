@@ -7,13 +7,20 @@ from rest_framework import serializers
 
 from hpadmin.inventory.models import Host
 from hpadmin.operations.models import Evacuation, Event, MigrationJob
+from hpadmin.vms.models import SuspendableSetting
 
 from .base import detail_url
+from .vms import SuspendedSettingSerializer
+
+SETTING_LABELS = dict(SuspendableSetting.choices)
 
 
 class MigrationJobSerializer(serializers.ModelSerializer):
     url = detail_url("job")
     duration_s = serializers.FloatField(read_only=True, allow_null=True)
+    suspended_settings = SuspendedSettingSerializer(
+        many=True, read_only=True, help_text="What the destination cannot honour; empty: the whole configuration."
+    )
 
     class Meta:
         model = MigrationJob
@@ -29,6 +36,7 @@ class MigrationJobSerializer(serializers.ModelSerializer):
             "reason_text",
             "mode",
             "force",
+            "allow_degraded",
             "state",
             "phase",
             "progress",
@@ -80,6 +88,11 @@ class MigrateSerializer(serializers.Serializer):
         default=False, help_text='Needed for VMs whose migration mode is "manual only" (user_migratable).'
     )
     reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    allow_degraded = serializers.BooleanField(
+        default=False,
+        help_text="Needed for a ``host`` that fits the VM only with some settings suspended (see "
+        "``migration-candidates``); without ``host`` the VM's policy decides.",
+    )
 
 
 class CandidatesQuerySerializer(serializers.Serializer):
@@ -94,7 +107,9 @@ class RejectionSerializer(serializers.Serializer):
 
 
 class HostVerdictSerializer(serializers.Serializer):
-    """The scheduler's verdict on one host: eligible with its rank and score, or every filter's refusal."""
+    """The scheduler's verdict on one host: eligible with its rank and score, or every filter's refusal. An
+    eligible host that fits the VM only with settings suspended lists them in ``suspended`` (its
+    ``rejections`` are then those of the whole configuration), and ranks after every host that fits it whole."""
 
     host = serializers.IntegerField()
     host_name = serializers.CharField()
@@ -102,6 +117,7 @@ class HostVerdictSerializer(serializers.Serializer):
     rank = serializers.IntegerField(allow_null=True)
     score = serializers.FloatField(allow_null=True)
     rejections = RejectionSerializer(many=True)
+    suspended = SuspendedSettingSerializer(many=True, help_text="Empty when the host fits the whole configuration.")
 
     def to_representation(self, verdict) -> dict:
         # Plain dicts: the dialog's question covers every host of the cluster, possibly a thousand of them.
@@ -112,6 +128,10 @@ class HostVerdictSerializer(serializers.Serializer):
             "rank": verdict.rank,
             "score": verdict.score,
             "rejections": [{"filter": name, "reason": reason} for name, reason in verdict.rejections],
+            "suspended": [
+                {"setting": name, "label": SETTING_LABELS.get(name, name), "reason": reason}
+                for name, reason in verdict.suspended
+            ],
         }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from hpadmin.inventory.models import Host
-from hpadmin.vms.models import MigrationMode, Pool, Template, VirtualMachine, VmConfig
+from hpadmin.vms.models import MigrationMode, Pool, SuspendableSetting, Template, VirtualMachine, VmConfig
 from hpadmin.vms.numa import TUNE_MODES, parse_numa_nodes
 from hpadmin.vms.profiles import prepare_new
 from scheduler.core.cpuset import MAX_CPU
@@ -55,6 +55,17 @@ class PlacementPolicySerializer(serializers.Serializer):
     )
 
 
+class SuspendedSettingSerializer(serializers.Serializer):
+    """A setting the VM's current host cannot honour, and why."""
+
+    setting = serializers.ChoiceField(choices=SuspendableSetting.choices)
+    label = serializers.SerializerMethodField()
+    reason = serializers.CharField()
+
+    def get_label(self, item: dict) -> str:
+        return dict(SuspendableSetting.choices).get(item["setting"], item["setting"])
+
+
 CONFIG_FIELDS = [
     "id",
     "url",
@@ -68,6 +79,7 @@ CONFIG_FIELDS = [
     "threads",
     "vcpus",
     "placement_policy",
+    "degraded_policy",
     "cpu_passthrough",
     "use_tsc_frequency",
     "migration_policy",
@@ -155,6 +167,9 @@ class PoolSerializer(VmConfigSerializer):
 class VirtualMachineSerializer(VmConfigSerializer):
     url = detail_url("vm")
     create_only_fields = ("cluster", "template", "pool")
+    suspended_settings = SuspendedSettingSerializer(
+        many=True, read_only=True, help_text="What the current host cannot honour; empty: the whole configuration."
+    )
 
     class Meta:
         model = VirtualMachine
@@ -166,6 +181,8 @@ class VirtualMachineSerializer(VmConfigSerializer):
             "next_run",
             "cpu_flags_at_start",
             "tsc_khz_at_start",
+            "suspended_settings",
+            "degraded_since",
             "created_at",
         ]
         fields = [*CONFIG_FIELDS, "template", "pool", "owner", *read_only_fields]

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.utils.text import capfirst
 
+from hpadmin.inventory.models import Host
 from hpadmin.operations.services import migration_candidates
 from hpadmin.operations.specs import domain_spec
-from hpadmin.vms.models import Pool, Template, VirtualMachine, VmConfig
+from hpadmin.vms.models import Pool, SuspendableSetting, Template, VirtualMachine, VmConfig, VmStatus
 from hpadmin.webadmin.inventory.topology import NodeUsage, node_usage
 from scheduler.core.cpuset import PinningSyntaxError, format_cpuset, parse_pinning
 from scheduler.models import Allocation, AllocationState
@@ -133,10 +134,12 @@ def applied_pinning(allocation: Allocation | None, vm: VirtualMachine) -> dict |
 
 
 def vm_panels(vm: VirtualMachine) -> dict:
-    """Placement and migration history of a VM: the parts of its page that change while it migrates."""
+    """Placement and migration history of a VM, and the settings it runs without: the parts of its page that
+    change while it migrates."""
     allocations = {a.state: a for a in vm.allocations.select_related("host")}
     return {
         "vm": vm,
+        "suspended": vm.suspended_labels() if vm.status != VmStatus.DOWN else [],
         "applied": applied_pinning(allocations.get(AllocationState.ACTIVE), vm),
         "incoming": applied_pinning(allocations.get(AllocationState.PENDING), vm),
         "jobs": vm.migration_jobs.select_related("source", "destination", "requested_by")[:20],
@@ -305,12 +308,16 @@ def numa_editor(config: VmConfig, hosts: list, form: NumaPinningForm) -> dict:
 
 # -- the Migrate dialog ------------------------------------------------------------------------------------------
 
+SETTING_LABELS = dict(SuspendableSetting.choices)
+
 
 def destination_rows(vms: list[VirtualMachine]) -> tuple[list[dict], list[dict], list[VirtualMachine]]:
     """Every host of the VMs' cluster (one: see ``migration_plan``) with the scheduler's verdict for all of
-    them: eligible ones by rank, refused ones with each filter's reason (prefixed by the VM when several are
-    migrated). The VMs' own hosts (``own``: placement host, or the source) come before the others. Last, the
-    VMs no host takes: without them the automatic choice can place each VM, even where no one host takes all."""
+    them: eligible ones by rank, those that take some VMs only with settings suspended (``suspended``: the
+    VM, the setting's label and why) after every host that takes them whole, refused ones with each filter's
+    reason (prefixed by the VM when several are migrated). The VMs' own hosts (``own``: placement host, or
+    the source) come before the others. Last, the VMs no host takes: without them the automatic choice can
+    place each VM, even where no one host takes all."""
     placement = {host.pk for vm in vms for host in vm.placement_hosts.all()}
     sources = {vm.host_id for vm in vms}
     rows: dict[int, dict] = {}
@@ -322,15 +329,45 @@ def destination_rows(vms: list[VirtualMachine]) -> tuple[list[dict], list[dict],
         for verdict in verdicts:
             host = verdict.host
             own = "placement host" if host.pk in placement else "source" if host.pk in sources else ""
-            row = rows.setdefault(host.pk, {"host": host, "own": own, "ranks": [], "reasons": []})
+            row = rows.setdefault(host.pk, {"host": host, "own": own, "ranks": [], "reasons": [], "suspended": []})
             if verdict.eligible:
                 row["ranks"].append((vm, verdict.rank))
+                row["suspended"].extend(
+                    (vm, SETTING_LABELS.get(name, name), reason) for name, reason in verdict.suspended
+                )
             else:
                 row["reasons"].extend((vm, name, reason) for name, reason in verdict.rejections)
     eligible = sorted(
         (r for r in rows.values() if not r["reasons"]),
-        key=lambda r: (sum(rank or 0 for _, rank in r["ranks"]), r["host"].name),
+        key=lambda r: (bool(r["suspended"]), sum(rank or 0 for _, rank in r["ranks"]), r["host"].name),
     )
     order = {"placement host": 0, "source": 1, "": 2}
     refused = sorted((r for r in rows.values() if r["reasons"]), key=lambda r: (order[r["own"]], r["host"].name))
     return eligible, refused, homeless
+
+
+def suspensions(vms: list[VirtualMachine], destination: Host) -> list[tuple[VirtualMachine, str, str]]:
+    """What ``destination`` would take the VMs without: (VM, setting's label, why), empty when it fits each
+    VM it takes whole. It is degraded for the selection if it is for any of the VMs."""
+    return [
+        (vm, SETTING_LABELS.get(name, name), reason)
+        for vm in vms
+        for verdict in migration_candidates(vm, destination)
+        if verdict.eligible
+        for name, reason in verdict.suspended
+    ]
+
+
+def degraded_policy_note(vms: list[VirtualMachine]) -> str:
+    """What the automatic choice does when no host fits a VM's whole configuration, by each VM's policy (or
+    its cluster's)."""
+    suspend = [vm.name for vm in vms if vm.allows_degraded()]
+    if not suspend:
+        return "If no host fits a VM's whole configuration, its migration is refused."
+    note = (
+        "If no host fits a VM's whole configuration, it moves to the best host with the settings that host cannot "
+        "honour suspended until a fitting host is free, and its owner and the admins are told."
+    )
+    if len(suspend) < len(vms):
+        note += f" This applies to {', '.join(suspend)}; the others' migrations are refused."
+    return note

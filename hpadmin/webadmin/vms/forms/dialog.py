@@ -29,6 +29,7 @@ TABS = [
             "start_running_on",
             "placement_hosts",
             "migration_mode",
+            "degraded_policy",
             "cpu_passthrough",
             "use_tsc_frequency",
             "migration_policy",

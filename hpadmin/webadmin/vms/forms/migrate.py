@@ -1,4 +1,5 @@
-"""The Migrate dialog's form: the selected VMs and a destination (none: the scheduler chooses)."""
+"""The Migrate dialog's form: the selected VMs, a destination (none: the scheduler chooses) and the admin's
+confirmation that a destination may take them with settings suspended."""
 
 from __future__ import annotations
 
@@ -17,3 +18,4 @@ class MigrateForm(forms.Form):
     destination = forms.ModelChoiceField(
         Host.objects.all(), required=False, empty_label="Select Host Automatically", widget=forms.RadioSelect
     )
+    allow_degraded = forms.BooleanField(required=False)

@@ -1,4 +1,4 @@
-"""What an admin does to running VMs: the Migrate dialog, Start and Stop."""
+"""What an admin does to running VMs: the Migrate dialog, Start and Stop, and Restore settings."""
 
 from __future__ import annotations
 
@@ -7,33 +7,44 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_POST
 
 from hpadmin.operations.errors import OperationError
-from hpadmin.operations.services import migrate_vms, migration_plan, start_vm, stop_vm
+from hpadmin.operations.services import migrate_vms, migration_plan, restore_settings, start_vm, stop_vm
 from hpadmin.utilities.htmx import back_to, client_redirect, render_two_ways
 from hpadmin.utilities.views import staff_required
 from hpadmin.vms.models import VirtualMachine
 from hpadmin.webadmin.vms.forms.migrate import MigrateForm
-from hpadmin.webadmin.vms.viewmodels import destination_rows
+from hpadmin.webadmin.vms.viewmodels import degraded_policy_note, destination_rows, suspensions
 
 
 @staff_required
 def migrate(request):
     """The Migrate dialog for the selected VMs: the ones that can move, with the automatic choice (recommended)
-    or a host the scheduler judged for all of them, and the ones that stay, each with why."""
+    or a host the scheduler judged for all of them, and the ones that stay, each with why. A host that takes
+    some of them only with settings suspended asks for confirmation first, naming the settings."""
     form = MigrateForm(request.POST if request.method == "POST" else request.GET)
     valid = form.is_valid()
     vms = list(form.cleaned_data.get("vm") or [])
     error = None
+    suspended = []  # the selected destination's suspensions, while they wait for the admin's confirmation
     if request.method == "POST" and valid:
-        try:
-            jobs = migrate_vms(vms, form.cleaned_data["destination"], force=True, user=request.user)
-        except OperationError as exc:
-            error = exc
-        else:
-            names = ", ".join(job.vm.name for job in jobs)
-            messages.success(request, f"Migration of {names} requested.")
-            if jobs.skipped:
-                messages.warning(request, "Not migrated: " + " ".join(s.message for s in jobs.skipped))
-            return client_redirect(request, vms[0].get_absolute_url()) if len(vms) == 1 else back_to(request, "/")
+        destination, allow_degraded = form.cleaned_data["destination"], form.cleaned_data["allow_degraded"]
+        if destination is not None and not allow_degraded:
+            suspended = suspensions(vms, destination)
+        if not suspended:
+            try:
+                jobs = migrate_vms(vms, destination, force=True, user=request.user, allow_degraded=allow_degraded)
+            except OperationError as exc:
+                error = exc
+                # A host that came to need suspensions since it was judged above is asked about all the same.
+                if "allow_degraded" in exc.errors and (again := suspensions(vms, destination)):
+                    suspended, error = again, None
+            else:
+                names = ", ".join(job.vm.name for job in jobs)
+                messages.success(request, f"Migration of {names} requested.")
+                if jobs.skipped:
+                    messages.warning(request, "Not migrated: " + " ".join(s.message for s in jobs.skipped))
+                if len(vms) == 1:
+                    return client_redirect(request, vms[0].get_absolute_url())
+                return back_to(request, "/")
     movable, skipped = migration_plan(vms, force=True)
     eligible, refused, homeless = destination_rows(movable) if movable else ([], [], [])
     context = {
@@ -44,6 +55,8 @@ def migrate(request):
         "eligible": eligible,
         "refused": refused,
         "homeless": homeless,
+        "policy_note": degraded_policy_note(movable),
+        "suspended": suspended,
         "error": error,
     }
     return render_two_ways(request, "hpadmin/migrate_page.html", "hpadmin/htmx/migrate_dialog.html", context)
@@ -72,4 +85,19 @@ def vm_stop(request, pk: int):
         messages.error(request, exc.message)
     else:
         messages.success(request, f"VM {vm.name} powered off.")
+    return back_to(request, vm.get_absolute_url())
+
+
+@require_POST
+@staff_required
+def vm_restore_settings(request, pk: int):
+    """Migrate a degraded VM to a host, chosen automatically, that fits its whole configuration."""
+    vm = get_object_or_404(VirtualMachine, pk=pk)
+    try:
+        job = restore_settings(vm, user=request.user)
+    except OperationError as exc:
+        messages.error(request, exc.message)
+    else:
+        where = job.requested_destination.name if job.requested_destination else "a host that fits it"
+        messages.success(request, f"Migration of {vm.name} to {where} requested: its settings are restored there.")
     return back_to(request, vm.get_absolute_url())
