@@ -42,7 +42,7 @@ class MaintenancePreview:
     host: Host
     blocking: list[VirtualMachine] = field(default_factory=list)
     moves: list[tuple[VirtualMachine, Host]] = field(default_factory=list)
-    degraded: list[tuple[VirtualMachine, Host, str]] = field(default_factory=list)  # moves suspending settings
+    degraded: list[tuple[VirtualMachine, Host, list[str]]] = field(default_factory=list)  # and the settings' labels
     stays: list[tuple[VirtualMachine, str]] = field(default_factory=list)
     slower: list[VirtualMachine] = field(default_factory=list)
     exact: bool = True
@@ -84,7 +84,7 @@ def _plan(host: Host, vms: list[VirtualMachine], initiator: str):
     moves = [(by_id[move.vm_id], hosts[move.host_id]) for move in plan.moves]
     labels = dict(SuspendableSetting.choices)
     degraded = [
-        (by_id[m.vm_id], hosts[m.host_id], ", ".join(labels[s] for s in m.placement.suspended))
+        (by_id[m.vm_id], hosts[m.host_id], [labels[s] for s in m.placement.suspended])
         for m in plan.moves
         if m.placement.suspended
     ]

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
 
@@ -190,41 +191,50 @@ def migration_candidates(vm: VirtualMachine, destination: Host | None = None) ->
     return scheduling.verdicts(decision, by_id)
 
 
+class Refusal(NamedTuple):
+    """Why a VM may not migrate as asked: the message, an HTTP-like status (409: the state of things forbids it;
+    400: the request itself is wrong) and whether it only lacks the confirmation that settings may be
+    suspended."""
+
+    message: str
+    status: int
+    unconfirmed: bool = False
+
+
 def _refusal(
     vm: VirtualMachine, destination: Host | None, force: bool, busy: set[int], allow_degraded: bool = False
-) -> tuple[str, int] | None:
-    """Why this VM may not be migrated as asked, with the HTTP-like status of the refusal (409: the state of
-    things forbids it; 400: the request itself is wrong), or None. oVirt's VmValidator and MigrateVmToServer.
+) -> Refusal | None:
+    """Why this VM may not be migrated as asked, or None. oVirt's VmValidator and MigrateVmToServer.
     A destination that fits the VM only with settings suspended needs ``allow_degraded``."""
     mode_error = check_migration_mode(vm_request(vm, placement_hosts=()), _core_request(destination, force))
     if vm.pk in busy:
-        return f"Cannot migrate VM {vm.name}: a migration is already in progress.", 409
+        return Refusal(f"Cannot migrate VM {vm.name}: a migration is already in progress.", 409)
     if vm.status == VmStatus.DOWN or vm.host_id is None:
-        return f"Cannot migrate VM {vm.name}: it is not running.", 409
+        return Refusal(f"Cannot migrate VM {vm.name}: it is not running.", 409)
     if vm.status != VmStatus.UP:
-        return f"Cannot migrate VM {vm.name}: it is {vm.get_status_display().lower()}.", 409
+        return Refusal(f"Cannot migrate VM {vm.name}: it is {vm.get_status_display().lower()}.", 409)
     if mode_error is not None:
-        return f"Cannot migrate VM {vm.name}: {mode_error.message}.", 409 if vm.migration_mode == "pinned" else 400
+        return Refusal(
+            f"Cannot migrate VM {vm.name}: {mode_error.message}.", 409 if vm.migration_mode == "pinned" else 400
+        )
     if destination is None:
         return None
     where = f"Cannot migrate VM {vm.name} to {destination.name}"
     if destination.pk == vm.host_id:
-        return f"{where}: source and destination are the same.", 400
+        return Refusal(f"{where}: source and destination are the same.", 400)
     if destination.cluster_id != vm.cluster_id:
-        return f"{where}: the host is in another cluster; VMs migrate within their cluster.", 400
+        return Refusal(f"{where}: the host is in another cluster; VMs migrate within their cluster.", 400)
     if destination.status != HostStatus.UP:
-        return f"{where}: the host is {destination.get_status_display().lower()}, not up.", 409
+        return Refusal(f"{where}: the host is {destination.get_status_display().lower()}, not up.", 409)
     verdict = migration_candidates(vm, destination)[0]
     if not verdict.eligible:
         reasons = "; ".join(f"{f}: {r}" for f, r in verdict.rejections)
-        return f"{where}: the host does not satisfy the scheduling constraints ({reasons}).", 400
+        return Refusal(f"{where}: the host does not satisfy the scheduling constraints ({reasons}).", 400)
     if verdict.suspended and not allow_degraded:
         suspended = degradation.describe([{"setting": s, "reason": r} for s, r in verdict.suspended])
-        return f"{where}: it runs there only with settings suspended: {suspended}.{_CONFIRM}", 400
+        message = f"{where}: it runs there only with settings suspended: {suspended}. Confirm to migrate it so."
+        return Refusal(message, 400, unconfirmed=True)
     return None
-
-
-_CONFIRM = " Confirm to migrate it with them suspended."
 
 
 def _core_request(destination: Host | None, force: bool) -> core.ScheduleRequest:
@@ -272,17 +282,13 @@ def _sort_out(
         home = min((vm.cluster for vm in movable), key=lambda c: (-counts[c.pk], c.name))
         for vm in movable:
             if vm.cluster_id != home.pk:
-                refusals[vm.pk] = (
+                refusals[vm.pk] = Refusal(
                     f"Cannot migrate VM {vm.name}: it is in cluster {vm.cluster.name} and the other VMs are in "
                     f"{home.name}; VMs migrate within their cluster, so migrate it on its own.",
                     400,
                 )
         movable = [vm for vm in movable if vm.cluster_id == home.pk]
-    return movable, [
-        Skipped(vm, *refusals[vm.pk], unconfirmed=refusals[vm.pk][0].endswith(_CONFIRM))
-        for vm in vms
-        if vm.pk in refusals
-    ]
+    return movable, [Skipped(vm, *refusals[vm.pk]) for vm in vms if vm.pk in refusals]
 
 
 def migration_plan(

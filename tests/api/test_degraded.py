@@ -127,3 +127,19 @@ def test_schema_documents_allow_degraded_and_restore_settings(client):
     assert "allow_degraded" in schema["components"]["schemas"]["MigrateRequest"]["properties"]
     verdict = schema["components"]["schemas"]["HostVerdict"]["properties"]
     assert verdict["suspended"]["items"] == {"$ref": "#/components/schemas/SuspendedSetting"}
+
+
+def test_the_maintenance_preview_says_what_a_move_suspends(api, cluster, pinned, hosts, flat):
+    """h2 has NUMA nodes too: the VM fits there whole; with h2 in maintenance only flat takes it, without the NUMA
+    pinning and the emulator pinning that goes with it (its vCPUs float)."""
+    cluster.degraded_policy = "suspend"
+    cluster.save()
+    preview = api.get(f"/api/v1/hosts/{hosts[0].pk}/maintenance-preview/").json()
+    assert [(m["vm_name"], m["suspended"]) for m in preview["moves"]] == [("pinned", [])]
+    for host in hosts[1:]:
+        host.status = "maintenance"
+        host.save()
+    preview = api.get(f"/api/v1/hosts/{hosts[0].pk}/maintenance-preview/").json()
+    assert [(m["vm_name"], m["host_name"], m["suspended"]) for m in preview["moves"]] == [
+        ("pinned", "flat", ["IO and emulator thread pinning", "NUMA pinning"])
+    ]

@@ -76,7 +76,7 @@ def test_the_preview_is_the_plan_and_warns_about_hp_vms(api, cluster, hosts):
         "blocked": False,
         "message": "",
         "blocking": [],
-        "moves": [{"vm": vm.pk, "vm_name": "hp", "host": hosts[1].pk, "host_name": "h2"}],
+        "moves": [{"vm": vm.pk, "vm_name": "hp", "host": hosts[1].pk, "host_name": "h2", "suspended": []}],
         "stays": [],
         "slower": [{"vm": vm.pk, "vm_name": "hp"}],
         "exact": True,

@@ -230,7 +230,8 @@ def test_hp_vm_from_creation_to_migration(page, inventory, workers):  # noqa: F8
     assert source in (hosts["left"], hosts["right"])
     shot(page, "08-vm-started")
 
-    # The Migrate dialog: eligible hosts with their rank, refused ones with every filter's reason.
+    # The Migrate dialog: eligible hosts with their rank, the host without NUMA in amber with what it would
+    # suspend, refused ones with every filter's reason.
     page.locator("#vm-panels a", has_text="Migrate").click()
     migrate = page.locator("#migrate-form")
     migrate.wait_for()
@@ -238,8 +239,8 @@ def test_hp_vm_from_creation_to_migration(page, inventory, workers):  # noqa: F8
     assert "Select Host Automatically" in text
     target = hosts["right"] if source == hosts["left"] else hosts["left"]
     assert migrate.locator(f"tr.eligible[data-name='{target.name}']").count() == 1
+    assert "NUMA pinning" in migrate.locator("tr.degraded[data-name='flat-1']").inner_text()
     for name, reason in (
-        ("flat-1", "NUMA"),
         ("hp-maint", "the host is in maintenance"),
         (source.name, "it currently runs the VM"),
     ):

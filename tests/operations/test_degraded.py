@@ -214,7 +214,7 @@ def test_maintenance_degrades_what_fits_nowhere_whole_when_the_policy_allows(
     cluster.degraded_policy = "suspend"
     cluster.save()
     preview = maintenance_preview(numa_host)
-    assert [(v.name, h.name, what) for v, h, what in preview.degraded] == [(vm.name, "flat", "NUMA pinning")]
+    assert [(v.name, h.name, what) for v, h, what in preview.degraded] == [(vm.name, "flat", ["NUMA pinning"])]
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         start_maintenance(numa_host, user=admin)

@@ -151,42 +151,58 @@ def may_move(vm: VMRequest, initiator: str) -> bool:
     return vm.migration_mode == "migratable" or (vm.migration_mode == "user_migratable" and initiator == "user")
 
 
-def brute_force(hosts: list[HostState], vm_list: list[VMRequest], initiator: str, cluster: ClusterConfig):
-    """The best (VMs left behind, total score) over every assignment of the movable VMs, in planning order, each
-    step judged by ``schedule`` for that one destination on the hosts as the earlier steps left them."""
+def brute_force(
+    hosts: list[HostState], vm_list: list[VMRequest], initiator: str, cluster: ClusterConfig, degraded: bool = False
+):
+    """The best (VMs left behind, VMs degraded, settings suspended, total score) over every assignment of the
+    movable VMs, in planning order, each step judged by ``schedule`` for that one destination on the hosts as the
+    earlier steps left them (``degraded``: with settings suspended where the whole configuration does not fit)."""
     movable = planning_order([vm for vm in vm_list if may_move(vm, initiator)])
     fixed = len(vm_list) - len(movable)
-    best = (inf, inf)
+    best = (inf, inf, inf, inf)
 
-    def go(index: int, states: dict[int, HostState], stays: int, score: float) -> None:
+    def go(index: int, states: dict[int, HostState], stays: int, cost: tuple[int, int, float]) -> None:
         nonlocal best
         if index == len(movable):
-            best = min(best, (fixed + stays, score))
+            best = min(best, (fixed + stays, *cost))
             return
         vm = movable[index]
         for host_id in states:
             if host_id == SOURCE:
                 continue
-            request = ScheduleRequest(action="migrate", destination=host_id, force=initiator == "user")
+            request = ScheduleRequest(
+                action="migrate", destination=host_id, force=initiator == "user", allow_degraded=degraded
+            )
             decision = schedule(list(states.values()), vm, request, cluster)
-            if decision.placement is not None:
+            if (placement := decision.placement) is not None:
                 host = states[host_id]
-                moved = build_host_state(host.topology, [*host.allocations, decision.placement.to_allocation(vm.id)])
-                go(index + 1, states | {host_id: moved}, stays, score + decision.verdict(host_id).score)
-        go(index + 1, states, stays + 1, score)
+                moved = build_host_state(host.topology, [*host.allocations, placement.to_allocation(vm.id)])
+                suspended = len(placement.suspended)
+                step = (cost[0] + (suspended > 0), cost[1] + suspended, cost[2] + decision.verdict(host_id).score)
+                go(index + 1, states | {host_id: moved}, stays, step)
+        go(index + 1, states, stays + 1, cost)
 
-    go(0, {h.id: h for h in hosts}, 0, 0.0)
+    go(0, {h.id: h for h in hosts}, 0, (0, 0, 0.0))
     return best
 
 
-def replay(hosts: list[HostState], vm_list: list[VMRequest], plan: EvacuationPlan, initiator: str, cluster) -> None:
+def replay(
+    hosts: list[HostState],
+    vm_list: list[VMRequest],
+    plan: EvacuationPlan,
+    initiator: str,
+    cluster,
+    degraded: bool = False,
+) -> None:
     """Every move, judged in order by ``schedule`` for its destination on the hosts as the earlier moves left
-    them, is accepted with the same placement and score; every VM appears once."""
+    them, is accepted with the same placement, suspended settings and score; every VM appears once."""
     states = {h.id: h for h in hosts}
     by_id = {vm.id: vm for vm in vm_list}
     for move in plan.moves:
         assert move.host_id != SOURCE
-        request = ScheduleRequest(action="migrate", destination=move.host_id, force=initiator == "user")
+        request = ScheduleRequest(
+            action="migrate", destination=move.host_id, force=initiator == "user", allow_degraded=degraded
+        )
         decision = schedule(list(states.values()), by_id[move.vm_id], request, cluster)
         assert decision.placement == move.placement, decision.error
         assert decision.verdict(move.host_id).score == pytest.approx(move.score)
@@ -248,7 +264,7 @@ def test_the_plan_is_as_good_as_brute_force_and_every_move_holds(case, initiator
     plan = plan_evacuation(hosts, vm_list, SOURCE, initiator, cluster)
     note(f"plan: {where(plan)}")
     assert plan.exact
-    stays, score = brute_force(hosts, vm_list, initiator, cluster)
+    stays, _, _, score = brute_force(hosts, vm_list, initiator, cluster)
     # Never worse than the best assignment; fewer left behind only when a VM left behind fits once the others
     # are placed (moved after them, out of the planning order), else the very same objective.
     assert len(plan.stays) <= stays
@@ -258,3 +274,21 @@ def test_the_plan_is_as_good_as_brute_force_and_every_move_holds(case, initiator
     event(f"{stays - len(plan.stays)} more moved than the best assignment in planning order")
     event(f"{sum(s.reason.startswith('once the other VMs') for s in plan.stays)} left behind for the others")
     replay(hosts, vm_list, plan, initiator, cluster)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(evacuations(), st.sampled_from(["user", "system"]))
+def test_a_plan_with_degraded_moves_is_as_good_as_brute_force(case, initiator):
+    """Every VM may run degraded: the plan leaves the fewest behind, then degrades the fewest VMs, then suspends
+    the fewest settings, then scores lowest, as the best assignment does."""
+    hosts, vm_list = case
+    plan = plan_evacuation(hosts, vm_list, SOURCE, initiator, CLUSTER, [vm.id for vm in vm_list])
+    note(f"plan: {where(plan)} cost {plan.cost}")
+    assert plan.exact
+    stays, degraded, suspended, score = brute_force(hosts, vm_list, initiator, CLUSTER, degraded=True)
+    assert len(plan.stays) <= stays
+    if len(plan.stays) == stays:
+        assert plan.cost[:2] == (degraded, suspended)
+        assert plan.score == pytest.approx(score, abs=1e-9)
+    event(f"{plan.cost[0]} degraded")
+    replay(hosts, vm_list, plan, initiator, CLUSTER, degraded=True)

@@ -207,6 +207,9 @@ class PlannedMoveSerializer(serializers.Serializer):
     vm_name = serializers.CharField()
     host = serializers.IntegerField(help_text="The destination the plan chose.")
     host_name = serializers.CharField()
+    suspended = serializers.ListField(
+        child=serializers.CharField(), help_text="The settings the VM runs without there (empty: it fits whole)."
+    )
 
 
 class PlannedStaySerializer(serializers.Serializer):
@@ -222,7 +225,8 @@ class VmReferenceSerializer(serializers.Serializer):
 
 class MaintenancePreviewSerializer(serializers.Serializer):
     """What a maintenance of the host would do now, planned and not carried out: where each VM would go, the
-    VMs that would stay and why, the HP and pinned VMs that may run slower where they go; or, when a running
+    VMs that would stay and why, the HP and pinned VMs that may run slower where they go (and what any VM runs
+    without there); or, when a running
     "Do not allow migration" VM blocks it, oVirt's message naming them."""
 
     blocked = serializers.BooleanField()
@@ -237,11 +241,16 @@ class MaintenancePreviewSerializer(serializers.Serializer):
         def ref(vm) -> dict:
             return {"vm": vm.pk, "vm_name": vm.name}
 
+        suspended = {vm.pk: labels for vm, _, labels in preview.degraded}
+
         return {
             "blocked": bool(preview.blocking),
             "message": preview.message,
             "blocking": [ref(vm) for vm in preview.blocking],
-            "moves": [{**ref(vm), "host": host.pk, "host_name": host.name} for vm, host in preview.moves],
+            "moves": [
+                {**ref(vm), "host": host.pk, "host_name": host.name, "suspended": suspended.get(vm.pk, [])}
+                for vm, host in preview.moves
+            ],
             "stays": [{**ref(vm), "reason": reason} for vm, reason in preview.stays],
             "slower": [ref(vm) for vm in preview.slower],
             "exact": preview.exact,
