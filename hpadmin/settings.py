@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "hpadmin.inventory",
     "hpadmin.vms",
+    "hpadmin.affinity",
     "hpadmin.operations",
     "hpadmin.hypervisor",
     "hpadmin.api",
@@ -153,6 +154,7 @@ CELERY_BEAT_SCHEDULE = {
     "load-balancing": {"task": "hpadmin.operations.balancing.balance_load", "schedule": 60.0},
     "evacuations": {"task": "hpadmin.operations.maintenance.advance_evacuations", "schedule": 10.0},
     "restore-settings": {"task": "hpadmin.operations.restoring.restore_degraded", "schedule": 60.0},
+    "affinity-enforcer": {"task": "hpadmin.operations.enforcer.enforce_affinity", "schedule": 60.0},
 }
 
 # Hypervisor: "simulated" (default) or "libvirt"; a host's URI scheme can still pick per host.

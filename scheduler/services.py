@@ -12,7 +12,7 @@ was held stays valid.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db import transaction
 from django.db.models import F
@@ -22,9 +22,11 @@ from hpadmin.vms.models import VirtualMachine, VmConfig
 from hpadmin.vms.profiles import inherit
 from scheduler.core import balancing, evacuation, relaxation
 from scheduler.core import model as core
+from scheduler.core.affinity import groups_of
 from scheduler.core.balancing import BalanceMove, BalancingPolicy
 from scheduler.core.evacuation import EvacuationPlan
 from scheduler.core.pipeline import schedule
+from scheduler.core.state import build_host_state
 
 from . import snapshot
 from .models import Allocation, AllocationState
@@ -64,11 +66,14 @@ def decide(
     vm_request: core.VMRequest | None = None,
     max_incoming: int | None = None,
     allow_degraded: bool = False,
+    ignore_vm_affinity: bool = False,
+    moving_together: Collection[int] = (),
 ) -> tuple[core.Decision, dict[int, Host]]:
     """Judge every host of the VM's cluster (or only ``hosts``) for the VM; no lock, nothing written.
     ``vm_request``: the VM as the core sees it, when the caller has it already; ``max_incoming``: hosts with
     claims of this many migrations take no more; ``allow_degraded``: hosts that fit it with settings suspended
-    qualify after those that fit it whole."""
+    qualify after those that fit it whole; ``ignore_vm_affinity`` and ``moving_together``: see
+    ``core.ScheduleRequest``."""
     if hosts is None:
         hosts, placement = snapshot.cluster_hosts(vm)
         vm_request = vm_request or snapshot.vm_request(vm, placement)
@@ -81,9 +86,14 @@ def decide(
         excluded_hosts=frozenset(exclude),
         saturated_hosts=saturated,
         allow_degraded=allow_degraded,
+        ignore_vm_affinity=ignore_vm_affinity,
+        moving_together=frozenset(moving_together),
     )
     vm_request = vm_request or snapshot.vm_request(vm)
-    decision = schedule(states, vm_request, request, snapshot.cluster_config(vm.cluster))
+    config = snapshot.cluster_config(vm.cluster)
+    if groups := groups_of(vm.pk, config.affinity_groups):  # where its peers run, whichever hosts are judged
+        request = replace(request, member_hosts=snapshot.member_hosts(groups))
+    decision = schedule(states, vm_request, request, config)
     return decision, {h.pk: h for h in hosts}
 
 
@@ -125,7 +135,7 @@ def start_verdicts(config: VmConfig, hosts: Sequence[Host]) -> list[HostVerdict]
 
 
 def plan_evacuation(
-    source: Host, vms: Sequence[VirtualMachine], *, initiator: str
+    source: Host, vms: Sequence[VirtualMachine], *, initiator: str, ignore_vm_affinity: bool = False
 ) -> tuple[EvacuationPlan, dict[int, Host]]:
     """Where each of ``vms`` (running on ``source``) goes when the host is emptied, placed together
     (``scheduler.core.evacuation``), those whose policy allows it with settings suspended where nothing fits them
@@ -136,7 +146,7 @@ def plan_evacuation(
     requests = [snapshot.vm_request(vm, pinned[vm.pk]) for vm in vms]
     cluster = snapshot.cluster_config(source.cluster)
     degradable = {vm.pk for vm in vms if vm.allows_degraded()}
-    plan = evacuation.plan_evacuation(states, requests, source.pk, initiator, cluster, degradable)
+    plan = evacuation.plan_evacuation(states, requests, source.pk, initiator, cluster, degradable, ignore_vm_affinity)
     return plan, {h.pk: h for h in hosts}
 
 
@@ -155,6 +165,41 @@ def plan_balance(
     return move, {h.pk: h for h in hosts}
 
 
+def host_for_all(vms: Sequence[VirtualMachine]) -> tuple[Host | None, str]:
+    """The best host that takes every one of ``vms`` (an affinity closure: all in one cluster, running), placed
+    one after another on it as the earlier ones leave it; or None and why. Nothing is written."""
+    cluster = vms[0].cluster
+    hosts = list(Host.objects.filter(cluster_id=cluster.pk))
+    states, _ = snapshot.host_states(hosts)
+    pinned = snapshot.placement_hosts(vms)
+    requests = [snapshot.vm_request(vm, pinned[vm.pk]) for vm in vms]
+    config = snapshot.cluster_config(cluster)
+    ids = frozenset(vm.pk for vm in vms)
+    first = core.ScheduleRequest(action="migrate", force=True, moving_together=ids - {requests[0].id})
+    decision = schedule(states, requests[0], first, config)
+    by_id = {h.pk: h for h in hosts}
+    for host_id in decision.ranked:
+        placed = list(states)
+        for request in requests:
+            judged = core.ScheduleRequest(
+                action="migrate", destination=host_id, force=True, moving_together=ids - {request.id}
+            )
+            outcome = schedule(placed, request, judged, config)
+            if outcome.placement is None:
+                break
+            placed = [
+                build_host_state(s.topology, [*s.allocations, outcome.placement.to_allocation(request.id)])
+                if s.id == host_id
+                else s
+                for s in placed
+            ]
+        else:
+            return by_id[host_id], ""
+    names = ", ".join(vm.name for vm in vms)
+    why = decision.error.message if decision.error else "no host has room for all of them"
+    return None, f"No host takes all of {names} together: {why}"
+
+
 def claim(
     vm: VirtualMachine,
     *,
@@ -165,10 +210,13 @@ def claim(
     job=None,
     max_incoming: int | None = None,
     allow_degraded: bool = False,
+    ignore_vm_affinity: bool = False,
+    moving_together: Collection[int] = (),
 ) -> Allocation:
     """Decide and write the result as a pending Allocation on the chosen host; raises NoHostError.
     ``max_incoming``: a host with claims of this many migrations takes no more (checked under its lock);
-    ``allow_degraded``: the claim may suspend settings, which it records with their reasons."""
+    ``allow_degraded``: the claim may suspend settings, which it records with their reasons; the affinity options
+    are :func:`decide`'s."""
     cluster_hosts, placement_hosts = snapshot.cluster_hosts(vm)
     vm_request = snapshot.vm_request(vm, placement_hosts)  # read once for the decision and the claims
     judge = {
@@ -177,6 +225,8 @@ def claim(
         "vm_request": vm_request,
         "max_incoming": max_incoming,
         "allow_degraded": allow_degraded,
+        "ignore_vm_affinity": ignore_vm_affinity,
+        "moving_together": moving_together,
     }
     decision, hosts = decide(vm, destination=destination, exclude=exclude, hosts=cluster_hosts, **judge)
     if decision.error is not None:

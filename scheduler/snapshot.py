@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 
-from django.db.models import Case, Exists, F, OuterRef, When
+from django.db.models import Case, Exists, F, OuterRef, Prefetch, When
 
+from hpadmin.affinity.models import AffinityGroup
 from hpadmin.inventory.models import Cluster, Host, HostCpu, HostNumaNode, HugePagePool
 from hpadmin.vms.models import CpuPinningPolicy, VirtualMachine
 from scheduler.core import model as core
@@ -171,7 +172,61 @@ def cluster_config(cluster: Cluster) -> core.ClusterConfig:
         threads_as_cores=cluster.threads_as_cores,
         weight_factors=cluster.effective_weight_factors(),
         cpu_flags=frozenset(cluster.cpu_level_flags),
+        affinity_groups=affinity_groups(cluster),
     )
+
+
+# A cluster's affinity groups change only with a stamp on the cluster (``hpadmin.affinity.signals``), so each
+# process keeps them until it changes: a decision reads them after a change only, and never for a cluster that
+# has had no group.
+_affinity: dict[int, tuple[datetime, tuple[core.AffinityGroup, ...]]] = {}
+
+
+def affinity_groups(cluster: Cluster) -> tuple[core.AffinityGroup, ...]:
+    """The cluster's affinity groups for the core, labels expanded to their VMs and hosts in the cluster."""
+    stamp = cluster.affinity_changed_at
+    if stamp is None:
+        return ()
+    if (cached := _affinity.get(cluster.pk)) is not None and cached[0] == stamp:
+        return cached[1]
+    in_cluster = {"cluster_id": cluster.pk}
+    vms = VirtualMachine.objects.filter(**in_cluster).only("pk", "name")
+    hosts = Host.objects.filter(**in_cluster).only("pk")
+    rows = AffinityGroup.objects.filter(**in_cluster).prefetch_related(
+        Prefetch("vms", queryset=vms),
+        Prefetch("hosts", queryset=hosts),
+        Prefetch("vm_labels__vms", queryset=vms),
+        Prefetch("host_labels__hosts", queryset=hosts),
+    )
+    groups = []
+    for row in rows:
+        members = [*row.vms.all(), *(vm for label in row.vm_labels.all() for vm in label.vms.all())]
+        placed = [*row.hosts.all(), *(host for label in row.host_labels.all() for host in label.hosts.all())]
+        groups.append(
+            core.AffinityGroup(
+                name=row.name,
+                vms={vm.pk: vm.name for vm in members},
+                hosts=frozenset(host.pk for host in placed),
+                vm_rule=row.vm_rule,
+                vm_enforcing=row.vm_enforcing,
+                host_rule=row.host_rule,
+                host_enforcing=row.host_enforcing,
+                priority=row.priority,
+                managed=row.managed,
+            )
+        )
+    _affinity[cluster.pk] = (stamp, tuple(groups))
+    return _affinity[cluster.pk][1]
+
+
+def member_hosts(groups: Iterable[core.AffinityGroup]) -> dict[int, frozenset[int]]:
+    """Where the groups' VMs run: the hosts they hold resources on, a claim of a VM on its way in included (one
+    query)."""
+    found: dict[int, set[int]] = defaultdict(set)
+    members = {vm_id for group in groups for vm_id in group.vms}
+    for vm_id, host_id in Allocation.objects.filter(vm_id__in=members).values_list("vm_id", "host_id"):
+        found[vm_id].add(host_id)
+    return {vm_id: frozenset(hosts) for vm_id, hosts in found.items()}
 
 
 def _vnuma_nodes(vm: VirtualMachine) -> tuple[core.VNumaNode, ...]:

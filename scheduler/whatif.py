@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scheduler.core import (
+    AffinityGroup,
     Allocation,
     ClusterConfig,
     HostCpu,
@@ -157,7 +158,7 @@ def load_cluster_case(scenario: Mapping[str, Any]) -> ClusterCase:
             excluded_hosts=frozenset(host_ids[n] for n in request.get("excluded_hosts", ())),
             allow_degraded=request.get("allow_degraded", False),
         ),
-        cluster=_cluster(scenario),
+        cluster=_cluster(scenario, host_ids, vm_ids),
         names={i: name for name, i in host_ids.items()},
     )
 
@@ -169,12 +170,39 @@ def _hosts(scenario: Mapping[str, Any], host_ids: Mapping[str, int], vm_ids: Map
     ]
 
 
-def _cluster(scenario: Mapping[str, Any]) -> ClusterConfig:
+def _cluster(scenario: Mapping[str, Any], host_ids: Mapping[str, int], vm_ids: Mapping[str, int]) -> ClusterConfig:
     cluster = scenario.get("cluster", {})
     return ClusterConfig(
         threads_as_cores=cluster.get("threads_as_cores", False),
         weight_factors=cluster.get("weight_factors", {}),
         cpu_flags=frozenset(cluster.get("cpu_flags", ())),
+        affinity_groups=tuple(_affinity_group(g, host_ids, vm_ids) for g in cluster.get("affinity_groups", ())),
+    )
+
+
+def _affinity_group(data: Mapping[str, Any], host_ids: Mapping[str, int], vm_ids: Mapping[str, int]) -> AffinityGroup:
+    """A v2 ``affinity_groups`` entry; its VMs and hosts are named, and must be the scenario's."""
+    unknown = [n for n in data.get("vms", ()) if n not in vm_ids]
+    unknown += [n for n in data.get("hosts", ()) if n not in host_ids]
+    if unknown:
+        raise ValueError(f"affinity group {data['name']} names {', '.join(unknown)}, not in the scenario")
+
+    def rule(name: str) -> str:
+        value = data.get(name, "none")
+        if value not in ("positive", "negative", "none"):
+            raise ValueError(f"affinity group {data['name']}: {name} must be positive, negative or none")
+        return "disabled" if value == "none" else value
+
+    return AffinityGroup(
+        name=data["name"],
+        vms={vm_ids[n]: n for n in data.get("vms", ())},
+        hosts=frozenset(host_ids[n] for n in data.get("hosts", ())),
+        vm_rule=rule("vm_rule"),
+        vm_enforcing=data.get("vm_enforcing", False),
+        host_rule=rule("host_rule"),
+        host_enforcing=data.get("host_enforcing", False),
+        priority=data.get("priority", 1.0),
+        managed=data.get("managed", False),
     )
 
 
@@ -222,7 +250,7 @@ def evacuate(scenario: Mapping[str, Any]) -> dict[str, Any]:
     vms = [vm for vm in _running_vms(scenario, host_ids, vm_ids) if vm.running_on == host_ids[source]]
     degradable = [vm.id for vm in vms] if request.get("allow_degraded", False) else []
     hosts = _hosts(scenario, host_ids, vm_ids)
-    plan = plan_evacuation(hosts, vms, host_ids[source], initiator, _cluster(scenario), degradable)
+    plan = plan_evacuation(hosts, vms, host_ids[source], initiator, _cluster(scenario, host_ids, vm_ids), degradable)
     names = {i: name for name, i in host_ids.items()}
     vm_names = {i: name for name, i in vm_ids.items()}
     return {
@@ -269,7 +297,7 @@ def balance(scenario: Mapping[str, Any]) -> dict[str, Any]:
         low_utilization=cluster.get("low_utilization", 20),
     )
     vms = _running_vms(scenario, host_ids, vm_ids)
-    move = plan_balance(_hosts(scenario, host_ids, vm_ids), vms, policy, _cluster(scenario))
+    move = plan_balance(_hosts(scenario, host_ids, vm_ids), vms, policy, _cluster(scenario, host_ids, vm_ids))
     if move is None:
         return {"error": None, "moves": []}
     names = {i: name for name, i in host_ids.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+from hpadmin.affinity.models import AffinityGroup, AffinityLabel
 from hpadmin.hypervisor.simulated import capabilities_from_uri, host_shape_uri
 from hpadmin.inventory.models import Cluster, Host
 from hpadmin.inventory.services import import_capabilities
@@ -82,3 +83,24 @@ def make_template(cluster: Cluster | None = None, hosts=(), **values) -> Templat
 
 def make_pool(template: Template, size: int = 2, **values) -> Pool:
     return _make(Pool, template.cluster, [], source=template, template=template, size=size, **values)
+
+
+def make_label(name: str | None = None, vms=(), hosts=(), **values) -> AffinityLabel:
+    label = AffinityLabel.objects.create(name=name or f"label-{next(_names)}", **values)
+    label.vms.set(vms)
+    label.hosts.set(hosts)
+    return label
+
+
+def make_affinity_group(
+    cluster: Cluster, name: str | None = None, vms=(), hosts=(), vm_labels=(), host_labels=(), **values
+) -> AffinityGroup:
+    """A group checked by its ``clean()`` as the API checks it; ``values`` set its rules."""
+    group = AffinityGroup(cluster=cluster, name=name or f"group-{next(_names)}", **values)
+    members = {"vms": vms, "hosts": hosts, "vm_labels": vm_labels, "host_labels": host_labels}
+    group.stage_members(**members)
+    group.full_clean(validate_unique=False)
+    group.save()
+    for field, objs in members.items():
+        getattr(group, field).set(objs)
+    return group

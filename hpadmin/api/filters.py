@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters as filters
 from django.db.models import Q, QuerySet
 
+from hpadmin.affinity.models import AffinityGroup, AffinityLabel
 from hpadmin.inventory.models import Cluster, Host, HostStatus
 from hpadmin.operations.models import Event, JobState, MigrationJob
 from hpadmin.vms.models import MigrationMode, Pool, Template, VirtualMachine, VmStatus
@@ -86,3 +87,15 @@ class EventFilter(filters.FilterSet):
     class Meta:
         model = Event
         fields = ["vm", "host", "cluster", "job", "user", "severity", "code"]
+
+
+class AffinityGroupFilter(filters.FilterSet):
+    class Meta:
+        model = AffinityGroup
+        fields = {"name": NAME_LOOKUPS, "cluster": ["exact"], "managed": ["exact"]}
+
+
+class AffinityLabelFilter(filters.FilterSet):
+    class Meta:
+        model = AffinityLabel
+        fields = {"name": NAME_LOOKUPS}

@@ -25,6 +25,7 @@ SCHEMA_SETTINGS = {
         "JobStateEnum": "hpadmin.operations.models.JobState",
         "JobModeEnum": "hpadmin.operations.models.MigrationMode",
         "AllocationStateEnum": "scheduler.models.AllocationState",
+        "AffinityRuleEnum": "hpadmin.affinity.models.AffinityRule",
     },
 }
 

@@ -18,6 +18,8 @@ router.register("templates", views.TemplateViewSet, basename="template")
 router.register("pools", views.PoolViewSet, basename="pool")
 router.register("jobs", views.MigrationJobViewSet, basename="job")
 router.register("events", views.EventViewSet, basename="event")
+router.register("affinity-groups", views.AffinityGroupViewSet, basename="affinity-group")
+router.register("affinity-labels", views.AffinityLabelViewSet, basename="affinity-label")
 
 urlpatterns = [
     path("v1/auth/token/", ObtainAuthToken.as_view(), name="token"),

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+from hpadmin.affinity.models import AffinityGroup, AffinityLabel
 from hpadmin.inventory.models import Cluster, Host
 from hpadmin.inventory.services import refresh_capabilities
 from hpadmin.operations import audit, ha
@@ -250,19 +251,22 @@ class VirtualMachineViewSet(AuditedModelViewSet):
     @action(detail=True, methods=["post"], serializer_class=serializers.MigrateSerializer)
     def migrate(self, request: Request, pk=None) -> Response:
         """Live-migrate the VM to ``host``, or to the scheduler's choice; the job runs in the background. A
-        ``host`` that fits the VM only with settings suspended is refused (400) unless ``allow_degraded``."""
+        ``host`` that fits the VM only with settings suspended is refused (400) unless ``allow_degraded``. With
+        ``affinity_closure`` the VMs in positive enforcing affinity with it move too, each with its own job; the
+        answer is the VM's."""
         vm = self.get_object()
         params = self.get_serializer(data=request.data)
         params.is_valid(raise_exception=True)
-        [job] = migrate_vms(
+        jobs = migrate_vms(
             [vm],
             params.validated_data["host"],
             force=params.validated_data["force"],
             user=request.user,
             reason_text=params.validated_data["reason"],
             allow_degraded=params.validated_data["allow_degraded"],
+            affinity_closure=params.validated_data["affinity_closure"],
         )
-        return self.job_accepted(job)
+        return self.job_accepted(next(job for job in jobs if job.vm_id == vm.pk))
 
     @extend_schema(request=None, responses={202: serializers.JobReferenceSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"], url_path="restore-settings")
@@ -313,3 +317,114 @@ class EventViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.EventSerializer
     filterset_class = filters.EventFilter
     ordering_fields = ["id", "time", "severity"]
+
+
+# -- affinity groups and labels -------------------------------------------------------------------------------------
+
+MANAGED_GROUP = (
+    "Affinity group {name} is managed by hpadmin, which keeps it current for High Performance VMs: "
+    "it cannot be changed or removed."
+)
+
+
+def membership_schema(representation, *, managed: bool):
+    """The schema of an affinity resource's edits, whose answers are ``representation``; ``managed``: hpadmin
+    manages some of them, which are refused with 409."""
+    refused = {409: CONFLICT} if managed else {}
+    answer = {200: representation, 400: BAD_INPUT, **refused}
+    vm_ids = extend_schema(request=serializers.VmIdsSerializer, responses=answer)
+    host_ids = extend_schema(request=serializers.HostIdsSerializer, responses=answer)
+    return extend_schema_view(
+        update=extend_schema(responses=answer),
+        partial_update=extend_schema(responses=answer),
+        destroy=extend_schema(responses={204: None, **refused}),
+        add_vms=vm_ids,
+        remove_vms=vm_ids,
+        add_hosts=host_ids,
+        remove_hosts=host_ids,
+    )
+
+
+class AffinityViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    """Affinity groups and labels: edits (membership actions included) are judged by the model's ``clean()``,
+    groups hpadmin manages are refused, and every change goes to the audit trail with oVirt's codes."""
+
+    def refuse_managed(self, obj: AffinityGroup | AffinityLabel) -> None:
+        if getattr(obj, "managed", False):
+            raise OperationError(MANAGED_GROUP.format(name=obj.name), status=status.HTTP_409_CONFLICT)
+
+    def update(self, request: Request, *args, **kwargs) -> Response:
+        self.refuse_managed(self.get_object())
+        return super().update(request, *args, **kwargs)
+
+    def perform_create(self, serializer) -> None:
+        audit.record_created(serializer.save(), self.request.user)
+
+    def perform_update(self, serializer) -> None:
+        before = audit.snapshot(serializer.instance)
+        audit.record_changed(serializer.save(), before, self.request.user)
+
+    def perform_destroy(self, instance: AffinityGroup | AffinityLabel) -> None:
+        self.refuse_managed(instance)
+        instance.delete()
+        audit.record_removed(instance, self.request.user)
+
+    def change_members(self, request: Request, field: str, ids: type[serializers.Serializer], add: bool) -> Response:
+        """An edit of one member list: the ids given added to it or removed from it."""
+        obj = self.get_object()
+        self.refuse_managed(obj)
+        params = ids(data=request.data)
+        params.is_valid(raise_exception=True)
+        given = {member.pk for member in params.validated_data["ids"]}
+        current = {member.pk for member in getattr(obj, field).all()}
+        members = current | given if add else current - given
+        serializer = self.get_serializer(obj, data={field: sorted(members)}, partial=True)
+        serializer.is_valid(raise_exception=True)
+        self.perform_update(serializer)
+        return Response(serializer.data)
+
+    @action(detail=True, methods=["post"], url_path="add-vms")
+    def add_vms(self, request: Request, pk=None) -> Response:
+        """Add the VMs ``ids`` to the members."""
+        return self.change_members(request, "vms", serializers.VmIdsSerializer, add=True)
+
+    @action(detail=True, methods=["post"], url_path="remove-vms")
+    def remove_vms(self, request: Request, pk=None) -> Response:
+        """Remove the VMs ``ids`` from the members."""
+        return self.change_members(request, "vms", serializers.VmIdsSerializer, add=False)
+
+    @action(detail=True, methods=["post"], url_path="add-hosts")
+    def add_hosts(self, request: Request, pk=None) -> Response:
+        """Add the hosts ``ids`` to the members."""
+        return self.change_members(request, "hosts", serializers.HostIdsSerializer, add=True)
+
+    @action(detail=True, methods=["post"], url_path="remove-hosts")
+    def remove_hosts(self, request: Request, pk=None) -> Response:
+        """Remove the hosts ``ids`` from the members."""
+        return self.change_members(request, "hosts", serializers.HostIdsSerializer, add=False)
+
+
+@membership_schema(serializers.AffinityGroupSerializer, managed=True)
+class AffinityGroupViewSet(AffinityViewSet):
+    """Affinity groups (oVirt 4.4): VMs of a cluster that run together or apart (the VM rule), on or away from
+    the group's hosts (the host rule), each rule enforcing (hard) or not (soft), applied by priority. Groups
+    hpadmin manages for High Performance VMs are shown with why each member is there and refused any edit (409).
+    A change that makes two enforcing groups contradict each other is refused (400) naming both."""
+
+    queryset = AffinityGroup.objects.select_related("cluster").prefetch_related(
+        "vms", "hosts", "vm_labels", "host_labels"
+    )
+    serializer_class = serializers.AffinityGroupSerializer
+    filterset_class = filters.AffinityGroupFilter
+    ordering_fields = ["id", "name", "priority", "created_at"]
+
+
+@membership_schema(serializers.AffinityLabelSerializer, managed=False)
+class AffinityLabelViewSet(AffinityViewSet):
+    """Affinity labels: tags on VMs and hosts of any cluster that groups name to count them all as members. A
+    change that makes groups naming the label contradict each other is refused (400)."""
+
+    queryset = AffinityLabel.objects.prefetch_related("vms", "hosts")
+    serializer_class = serializers.AffinityLabelSerializer
+    filterset_class = filters.AffinityLabelFilter
+    ordering_fields = ["id", "name", "created_at"]

@@ -76,6 +76,16 @@ class Cluster(models.Model):
         default=2,
         help_text="How long a host's load must stay beyond a threshold before VMs are moved.",
     )
+    affinity_changed_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When its affinity groups or their labels last changed."
+    )
+    manage_hp_affinity = models.BooleanField(
+        "Affinity groups for High Performance VMs",
+        default=True,
+        help_text="hpadmin keeps affinity groups for the HP VMs of the cluster: a soft positive VM-to-host group "
+        "for the specific hosts they start on, and a soft negative VM-to-VM group spreading the HP VMs that share "
+        "those hosts, so that one host's failure or maintenance does not leave them competing for the same few.",
+    )
     degraded_policy = models.CharField(
         "When no host fits a VM's whole configuration",
         max_length=8,

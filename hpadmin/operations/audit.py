@@ -1,6 +1,6 @@
-"""The audit trail of configuration: who created, changed or removed a VM, template, pool, host or cluster, what
-changed (old → new) and when; and the starts that were refused, with why. The portal and the API call these
-after each save, so both leave the same trail. Messages follow oVirt's audit log.
+"""The audit trail of configuration: who created, changed or removed a VM, template, pool, host, cluster, affinity
+group or affinity label, what changed (old → new) and when; and the starts that were refused, with why. The
+portal and the API call these after each save, so both leave the same trail. Messages follow oVirt's audit log.
 
 A change is one event listing every setting it changed; a save that changes nothing records nothing. Settings
 are compared as an admin reads them (labels, choice labels, host names), and a running VM's edits that wait for
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from django.db import models
 from django.utils.text import capfirst
 
+from hpadmin.affinity.models import AffinityGroup, AffinityLabel
 from hpadmin.inventory.models import Cluster, Host, HostNumaNode, HugePagePool
 from hpadmin.vms.models import RUNTIME_FIELDS, Pool, Template, VirtualMachine, VmConfig
 from hpadmin.vms.numa import VNumaNode, parse_numa_nodes
@@ -75,8 +76,13 @@ KINDS: dict[type[models.Model], Kind] = {
         "cluster",
         "Cluster",
         created="added",
+        skip=frozenset({"affinity_changed_at"}),
         labels={"cpu_level_flags": "CPU level flags", "threads_as_cores": "Count threads as cores"},
     ),
+    AffinityGroup: Kind(
+        "affinity_group", "Affinity group", created="added", skip=frozenset({"managed", "managed_reasons"})
+    ),
+    AffinityLabel: Kind("affinity_label", "Affinity label", created="added"),
 }
 
 
@@ -256,7 +262,7 @@ def _links(obj: models.Model) -> dict:
     """The event's links: the object itself where events link to its kind (not once it is deleted), its cluster."""
     if isinstance(obj, Cluster):
         return {"cluster": obj if obj.pk else None}
-    links = {"cluster": obj.cluster}
+    links = {"cluster": getattr(obj, "cluster", None)}  # a label belongs to no cluster
     if obj.pk and isinstance(obj, VirtualMachine):
         links["vm"] = obj
     if obj.pk and isinstance(obj, Host):

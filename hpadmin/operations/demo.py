@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from hpadmin.affinity.models import AffinityGroup, AffinityLabel, AffinityRule
 from hpadmin.hypervisor.simulated import capabilities_from_uri, host_shape_uri
 from hpadmin.inventory.models import Cluster, Host, HostCpu, HostNumaNode, HostStatus, HugePagePool
 from hpadmin.inventory.services import HOST_TOPOLOGY_FIELDS, import_capabilities, set_host_fields, topology_rows
@@ -348,7 +349,29 @@ def build_inventory() -> tuple[list[VirtualMachine], list[VirtualMachine]]:
                 created.append(vm)
                 if i == 1:
                     to_start.append(vm)
+    _affinity(clusters["hp-cluster"])
     return created, to_start
+
+
+def _affinity(cluster: Cluster) -> None:
+    """A label for the databases and a soft group spreading them over the hosts (hpadmin adds its own for HP VMs)."""
+    label = AffinityLabel.objects.filter(name="databases").first()
+    if label is None:
+        label = AffinityLabel.objects.create(name="databases", description="The database VMs")
+        label.vms.set(VirtualMachine.objects.filter(name__in=["hp-db-1", "hp-db-2"]))
+    if not AffinityGroup.objects.filter(cluster=cluster, name="db-spread").exists():
+        group = AffinityGroup(
+            cluster=cluster,
+            name="db-spread",
+            description="Keep the databases apart when the hosts allow it",
+            vm_rule=AffinityRule.NEGATIVE,
+            vm_enforcing=False,
+            priority=2.0,
+        )
+        group.stage_members(vm_labels=[label])
+        group.full_clean(validate_unique=False)
+        group.save()
+        group.vm_labels.set([label])
 
 
 SCALE_SHAPES = [

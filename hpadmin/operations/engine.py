@@ -104,6 +104,8 @@ def _run(job: MigrationJob) -> str:
                 job=job,
                 max_incoming=settings.HPADMIN_MAX_MIGRATIONS_PER_HOST,
                 allow_degraded=job.allow_degraded,
+                ignore_vm_affinity=job.ignore_vm_affinity,
+                moving_together=job.moving_with,
             )
         except NoHostError as exc:
             if target is not None and job.mode == MigrationMode.AUTOMATIC:

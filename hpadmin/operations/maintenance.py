@@ -28,7 +28,7 @@ from scheduler.models import Allocation
 
 from . import events
 from .errors import OperationError
-from .models import Evacuation, EvacuationState, MigrationJob, MigrationReason, Severity
+from .models import Evacuation, EvacuationState, Event, MigrationJob, MigrationReason, Severity
 from .services import cancel_migration, migrate_vms
 from .signals import job_ended
 
@@ -46,6 +46,7 @@ class MaintenancePreview:
     stays: list[tuple[VirtualMachine, str]] = field(default_factory=list)
     slower: list[VirtualMachine] = field(default_factory=list)
     exact: bool = True
+    ignores_affinity: bool = False  # enforcing VM-to-VM affinity would keep VMs on the host otherwise
 
     @property
     def message(self) -> str:
@@ -80,6 +81,13 @@ def _plan(host: Host, vms: list[VirtualMachine], initiator: str):
         else:
             movable.append(vm)
     plan, hosts = scheduling.plan_evacuation(host, movable, initiator=initiator)
+    ignored = False
+    if initiator == "user" and plan.stays:
+        # oVirt's IgnoreVmToVmAffinityForHostMaintenance: a user's maintenance that enforcing VM-to-VM affinity
+        # alone keeps from emptying the host ignores it.
+        relaxed, hosts = scheduling.plan_evacuation(host, movable, initiator=initiator, ignore_vm_affinity=True)
+        if len(relaxed.stays) < len(plan.stays):
+            plan, ignored = relaxed, True
     by_id = {vm.pk: vm for vm in movable}
     moves = [(by_id[move.vm_id], hosts[move.host_id]) for move in plan.moves]
     labels = dict(SuspendableSetting.choices)
@@ -89,7 +97,7 @@ def _plan(host: Host, vms: list[VirtualMachine], initiator: str):
         if m.placement.suspended
     ]
     stays += [(by_id[stay.vm_id], stay.reason) for stay in plan.stays]
-    return moves, degraded, stays, plan.exact
+    return moves, degraded, stays, plan.exact, ignored
 
 
 def _refused_by_status(host: Host) -> OperationError:
@@ -107,7 +115,7 @@ def maintenance_preview(host: Host) -> MaintenancePreview:
     preview = MaintenancePreview(host, blocking=[vm for vm in vms if vm.migration_mode == MigrationMode.PINNED])
     if preview.blocking:
         return preview
-    preview.moves, preview.degraded, preview.stays, preview.exact = _plan(host, vms, "user")
+    preview.moves, preview.degraded, preview.stays, preview.exact, preview.ignores_affinity = _plan(host, vms, "user")
     preview.slower = [vm for vm, _ in preview.moves if vm.is_high_performance or vm.has_pinning_settings()]
     return preview
 
@@ -174,8 +182,17 @@ def advance(evacuation_id: int) -> None:
         if evacuation.rounds >= PLANNING_ROUNDS or any(vm.status != VmStatus.UP for vm in vms):
             return  # waiting for an admin (the error says what is left), or for a start or stop to end
         evacuation.rounds += 1
-        moves, _, stays, _ = _plan(host, vms, evacuation.initiator)
-        started, skipped = _migrate(evacuation, moves)
+        moves, _, stays, _, ignored = _plan(host, vms, evacuation.initiator)
+        code = "host_maintenance_ignores_affinity"
+        if ignored and not Event.objects.filter(host=host, code=code, time__gte=evacuation.created_at).exists():
+            events.record(
+                code,
+                f"Enforcing VM affinity rules are ignored so that every VM can leave host {host.name} for maintenance.",
+                severity=Severity.WARNING,
+                user=evacuation.requested_by,
+                host=host,
+            )
+        started, skipped = _migrate(evacuation, moves, ignore_vm_affinity=ignored)
         stays += skipped
         evacuation.error = "; ".join(f"VM {vm.name} could not move: {why}" for vm, why in stays)
         evacuation.save(update_fields=["rounds", "error"])
@@ -201,7 +218,7 @@ def _stuck(evacuation: Evacuation, host: Host, stays: list[tuple[VirtualMachine,
 
 
 def _migrate(
-    evacuation: Evacuation, moves: list[tuple[VirtualMachine, Host]]
+    evacuation: Evacuation, moves: list[tuple[VirtualMachine, Host]], *, ignore_vm_affinity: bool = False
 ) -> tuple[int, list[tuple[VirtualMachine, str]]]:
     """Jobs for the planned moves, each VM to its planned host: how many started, and the VMs refused, with
     why (one that a user's migration or a stop took meanwhile, say)."""
@@ -217,6 +234,7 @@ def _migrate(
             reason=MigrationReason.MAINTENANCE,
             reason_text=f"Host {evacuation.host.name} {what}",
             evacuation=evacuation,
+            ignore_vm_affinity=ignore_vm_affinity,
         )
     except OperationError as refused:  # every one of them
         return 0, [(vm, refused.errors.get(vm.name, [refused.message])[0]) for vm, _ in moves]

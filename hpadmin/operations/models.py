@@ -89,6 +89,12 @@ class MigrationJob(models.Model):
     allow_degraded = models.BooleanField(
         default=False, help_text="The VM may move to a host that fits it only with some settings suspended."
     )
+    moving_with = models.JSONField(
+        default=list, blank=True, help_text="The other VMs of its affinity closure, moving to the same host."
+    )
+    ignore_vm_affinity = models.BooleanField(
+        default=False, help_text="Enforcing VM-to-VM affinity does not hold it back (a user's maintenance)."
+    )
     suspended_settings = models.JSONField(
         default=list, blank=True, help_text="Settings the destination cannot honour, each with its reason."
     )

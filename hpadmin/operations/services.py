@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -24,10 +24,11 @@ from hpadmin.hypervisor.registry import get_driver
 from hpadmin.inventory.models import Host, HostStatus
 from hpadmin.vms.models import VirtualMachine, VmStatus
 from scheduler import services as scheduling
+from scheduler import snapshot
 from scheduler.core import model as core
+from scheduler.core.affinity import positive_closure
 from scheduler.core.pipeline import check_migration_mode
 from scheduler.services import HostVerdict, NoHostError
-from scheduler.snapshot import vm_request
 
 from . import audit, degradation, events
 from .errors import OperationError
@@ -180,13 +181,27 @@ def _rejections(exc: NoHostError) -> dict[str, list[str]]:
     }
 
 
-def migration_candidates(vm: VirtualMachine, destination: Host | None = None) -> list[HostVerdict]:
+def migration_candidates(
+    vm: VirtualMachine,
+    destination: Host | None = None,
+    *,
+    moving_together: Collection[int] = (),
+    ignore_vm_affinity: bool = False,
+) -> list[HostVerdict]:
     """The scheduler's verdict on every host of the VM's cluster (or one ``destination``), as the Migrate
     dialog and the API show it: eligible with rank and score, or refused with every filter's reason. Hosts that
-    fit the VM only with settings suspended are eligible after the others, with what they would suspend."""
+    fit the VM only with settings suspended are eligible after the others, with what they would suspend.
+    ``moving_together`` and ``ignore_vm_affinity``: see :func:`migrate_vms`."""
     hosts = [destination] if destination is not None else None
     decision, by_id = scheduling.decide(
-        vm, action="migrate", destination=destination, force=True, hosts=hosts, allow_degraded=True
+        vm,
+        action="migrate",
+        destination=destination,
+        force=True,
+        hosts=hosts,
+        allow_degraded=True,
+        moving_together=moving_together,
+        ignore_vm_affinity=ignore_vm_affinity,
     )
     return scheduling.verdicts(decision, by_id)
 
@@ -202,11 +217,17 @@ class Refusal(NamedTuple):
 
 
 def _refusal(
-    vm: VirtualMachine, destination: Host | None, force: bool, busy: set[int], allow_degraded: bool = False
+    vm: VirtualMachine,
+    destination: Host | None,
+    force: bool,
+    busy: set[int],
+    allow_degraded: bool = False,
+    together: Collection[int] = (),
+    ignore_vm_affinity: bool = False,
 ) -> Refusal | None:
     """Why this VM may not be migrated as asked, or None. oVirt's VmValidator and MigrateVmToServer.
     A destination that fits the VM only with settings suspended needs ``allow_degraded``."""
-    mode_error = check_migration_mode(vm_request(vm, placement_hosts=()), _core_request(destination, force))
+    mode_error = check_migration_mode(snapshot.vm_request(vm, placement_hosts=()), _core_request(destination, force))
     if vm.pk in busy:
         return Refusal(f"Cannot migrate VM {vm.name}: a migration is already in progress.", 409)
     if vm.status == VmStatus.DOWN or vm.host_id is None:
@@ -226,7 +247,8 @@ def _refusal(
         return Refusal(f"{where}: the host is in another cluster; VMs migrate within their cluster.", 400)
     if destination.status != HostStatus.UP:
         return Refusal(f"{where}: the host is {destination.get_status_display().lower()}, not up.", 409)
-    verdict = migration_candidates(vm, destination)[0]
+    together = set(together) - {vm.pk}
+    verdict = migration_candidates(vm, destination, moving_together=together, ignore_vm_affinity=ignore_vm_affinity)[0]
     if not verdict.eligible:
         reasons = "; ".join(f"{f}: {r}" for f, r in verdict.rejections)
         return Refusal(f"{where}: the host does not satisfy the scheduling constraints ({reasons}).", 400)
@@ -266,16 +288,19 @@ def _sort_out(
     force: bool,
     busy: set[int],
     allow_degraded: Mapping[int, bool] | None = None,
+    together: Collection[int] = (),
+    ignore_vm_affinity: bool = False,
 ) -> tuple[list[VirtualMachine], list[Skipped]]:
     """The VMs that may move as asked (each to its destination in ``destinations``, by VM id), and the others
     with why. One request moves VMs within one cluster: the one that most of the movable VMs are in (on a tie,
     the cluster first by name), whatever order they come in."""
     allowed = allow_degraded or {}
-    refusals = {
-        vm.pk: refusal
-        for vm in vms
-        if (refusal := _refusal(vm, destinations.get(vm.pk), force, busy, allowed.get(vm.pk, False))) is not None
-    }
+    refusals: dict[int, Refusal] = {}
+    for vm in vms:
+        destination = destinations.get(vm.pk)
+        judged = _refusal(vm, destination, force, busy, allowed.get(vm.pk, False), together, ignore_vm_affinity)
+        if judged is not None:
+            refusals[vm.pk] = judged
     movable = [vm for vm in vms if vm.pk not in refusals]
     counts = Counter(vm.cluster_id for vm in movable)
     if len(counts) > 1:
@@ -311,6 +336,8 @@ def migrate_vms(
     planned: Mapping[int, Host] | None = None,
     evacuation: Evacuation | None = None,
     allow_degraded: bool = False,
+    affinity_closure: bool = False,
+    ignore_vm_affinity: bool = False,
 ) -> Migrations:
     """Ask for the live migration of ``vms`` to ``destination`` (None: the scheduler chooses per VM).
 
@@ -326,9 +353,21 @@ def migrate_vms(
     admin's confirmation of it (needed for an explicit destination that suspends anything); otherwise each VM's
     policy (``VirtualMachine.allows_degraded``) decides for the scheduler's choices and planned moves. A
     restoring migration never suspends anything.
+
+    ``affinity_closure``: the VMs in positive enforcing affinity with ``vms`` (and running on their hosts) move
+    too, all to one host: ``destination``, or the best host that takes them all. ``ignore_vm_affinity``: enforcing
+    VM-to-VM rules do not hold the jobs back (a user's maintenance that cannot empty the host otherwise).
     """
     if not vms:
         raise OperationError("Select at least one VM to migrate.", {"vms": ["Select at least one VM."]})
+    together: set[int] = set()
+    if affinity_closure:
+        vms = affinity_closure_of(vms)
+        together = {vm.pk for vm in vms}
+        if destination is None and len(vms) > 1:
+            destination, why = scheduling.host_for_all(vms)
+            if destination is None:
+                raise OperationError(why, status=409)
     try:
         with transaction.atomic():
             locked = list(
@@ -344,7 +383,7 @@ def migrate_vms(
                 and (allow_degraded or (destination is None and vm.allows_degraded()))
                 for vm in locked
             }
-            movable, skipped = _sort_out(locked, destinations, force, busy, degraded)
+            movable, skipped = _sort_out(locked, destinations, force, busy, degraded, together, ignore_vm_affinity)
             if not movable:
                 raise OperationError(
                     " ".join(s.message for s in skipped),
@@ -363,6 +402,8 @@ def migrate_vms(
                     force=force,
                     evacuation=evacuation,
                     allow_degraded=degraded[vm.pk],
+                    moving_with=sorted(together - {vm.pk}),
+                    ignore_vm_affinity=ignore_vm_affinity,
                 )
                 for vm in movable
             ]
@@ -371,6 +412,18 @@ def migrate_vms(
         names = ", ".join(vm.name for vm in vms)
         raise OperationError(f"Cannot migrate VM {names}: a migration is already in progress.", status=409) from None
     return Migrations(jobs, skipped)
+
+
+def affinity_closure_of(vms: list[VirtualMachine]) -> list[VirtualMachine]:
+    """``vms`` and the VMs in positive enforcing VM-to-VM affinity with them, transitively, that run on the same
+    hosts (oVirt's MigrateMultipleVms with addVmsInPositiveHardAffinity); ordered by name after ``vms``."""
+    groups = [g for cluster in {vm.cluster for vm in vms} for g in snapshot.affinity_groups(cluster)]
+    closure = positive_closure((vm.pk for vm in vms), groups) - {vm.pk for vm in vms}
+    if not closure:
+        return list(vms)
+    hosts = {vm.host_id for vm in vms if vm.host_id is not None}
+    more = VirtualMachine.objects.filter(pk__in=closure, host_id__in=hosts).select_related("cluster", "host")
+    return [*vms, *more.order_by("name")]
 
 
 def restore_settings(vm: VirtualMachine, user=None) -> MigrationJob:

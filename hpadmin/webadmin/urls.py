@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from .affinity import views as affinity
 from .inventory import host_actions as hosts
 from .inventory import views as inventory
 from .operations import views as operations
@@ -46,4 +47,14 @@ urlpatterns = [
     path("jobs/<int:pk>/progress/", operations.job_progress, name="job-progress"),
     path("jobs/<int:pk>/cancel/", operations.job_cancel, name="job-cancel"),
     path("events/", operations.event_list, name="event-list"),
+    path("affinity/groups/", affinity.group_list, name="affinity-group-list"),
+    path("affinity/groups/new/", affinity.edit, {"kind": affinity.GROUPS}, name="affinity-group-new"),
+    path("affinity/groups/<int:pk>/", affinity.group_detail, name="affinity-group-detail"),
+    path("affinity/groups/<int:pk>/edit/", affinity.edit, {"kind": affinity.GROUPS}, name="affinity-group-edit"),
+    path("affinity/groups/<int:pk>/delete/", affinity.delete, {"kind": affinity.GROUPS}, name="affinity-group-delete"),
+    path("affinity/labels/", affinity.label_list, name="affinity-label-list"),
+    path("affinity/labels/new/", affinity.edit, {"kind": affinity.LABELS}, name="affinity-label-new"),
+    path("affinity/labels/<int:pk>/", affinity.label_detail, name="affinity-label-detail"),
+    path("affinity/labels/<int:pk>/edit/", affinity.edit, {"kind": affinity.LABELS}, name="affinity-label-edit"),
+    path("affinity/labels/<int:pk>/delete/", affinity.delete, {"kind": affinity.LABELS}, name="affinity-label-delete"),
 ]

@@ -5,6 +5,7 @@ describe the VM with :class:`VMRequest`, call :func:`schedule`.
 from .cpuset import PinningSyntaxError, cpus_of, format_cpuset, format_pinning, mask_of, parse_cpuset, parse_pinning
 from .model import (
     DEFAULT_WEIGHT_FACTORS,
+    AffinityGroup,
     Allocation,
     ClusterConfig,
     Decision,
@@ -24,6 +25,7 @@ from .state import HostState, build_host_state
 
 __all__ = [
     "DEFAULT_WEIGHT_FACTORS",
+    "AffinityGroup",
     "Allocation",
     "ClusterConfig",
     "Decision",

@@ -5,7 +5,8 @@ judged against the hosts as the moves planned before it leave them, so no pCPU, 
 twice; or it stays, with the reason. A VM allowed to run degraded takes, on a host that does not fit its whole
 configuration, the fewest settings suspended that let it in, as the scheduler does. The best plan leaves the
 fewest VMs behind, then degrades the fewest VMs, then suspends the fewest settings, then has the lowest sum of
-the movers' scores (each VM's score on its destination at the moment it is placed).
+the movers' scores (each VM's score on its destination at the moment it is placed). Affinity rules are judged
+against where the VMs run when the plan starts.
 
 The VMs are planned largest first (most vCPUs, then most memory, then lowest id): the hard ones get the
 most choice. The search is a depth-first branch and bound over "VM -> host or stays" in that order; at each
@@ -33,6 +34,7 @@ from dataclasses import dataclass, replace
 from math import inf
 from typing import Literal
 
+from .affinity import members_where
 from .filters import FILTERS, Judge
 from .fit import NoFit
 from .model import Allocation, ClusterConfig, Placement, ScheduleRequest, VMRequest
@@ -173,14 +175,20 @@ def plan_evacuation(
     initiator: Initiator,
     cluster: ClusterConfig,
     allow_degraded: Collection[int] = (),
+    ignore_vm_affinity: bool = False,
 ) -> EvacuationPlan:
     """Plan moving ``vms`` (those running on host ``source``) to the other ``hosts``.
 
     A user's maintenance counts as manual migration (force), so it moves "manual migration only" VMs too; a
     system one moves only "manual and automatic" VMs. "Do not allow migration" VMs always stay. The VMs whose
     ids are in ``allow_degraded`` may move with settings suspended where nothing fits them whole.
+    ``ignore_vm_affinity``: enforcing VM-to-VM affinity rules do not filter.
     """
-    request = ScheduleRequest(action="migrate", force=initiator == "user")
+    # Affinity rules are judged against where the VMs run now (those leaving included, on the host emptied).
+    where = members_where(cluster.affinity_groups, hosts)
+    request = ScheduleRequest(
+        action="migrate", force=initiator == "user", ignore_vm_affinity=ignore_vm_affinity, member_hosts=where
+    )
     others = [h for h in hosts if h.id != source]
     reasons: dict[int, str] = {}
     movers: list[_Mover] = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import cache
 
+from .affinity import affinity_judge, groups_of
 from .cpuset import cpus_of, format_cpuset
 from .fit import NoFit, capacity, format_page_size, map_cells, socket_slots, unit_word
 from .placement import Plan, reserve_emulator, resize_topology
@@ -424,6 +425,15 @@ def _emulator_reserved(factory: Callable[[Plan], Judge | None]) -> Callable[[Pla
     return prepare
 
 
+def affinity(plan: Plan) -> Judge | None:
+    """The VM's enforcing affinity rules (see :mod:`.affinity`)."""
+    groups = groups_of(plan.vm.id, plan.cluster.affinity_groups)
+    request = plan.request
+    if not groups:
+        return None
+    return affinity_judge(plan.vm.id, groups, request.ignore_vm_affinity, request.moving_together, request.member_hosts)
+
+
 #: Filter name -> factory, in the order their verdicts are listed.
 FILTERS: tuple[tuple[str, Callable[[Plan], Judge | None]], ...] = (
     ("HostStatus", host_status),
@@ -440,4 +450,5 @@ FILTERS: tuple[tuple[str, Callable[[Plan], Judge | None]], ...] = (
     ("HugePages", hugepages),
     ("NUMA", _emulator_reserved(numa)),
     ("TscFrequency", tsc_frequency),
+    ("Affinity", affinity),
 )

@@ -17,13 +17,14 @@ MigrationMode = Literal["migratable", "user_migratable", "pinned"]
 PinningPolicy = Literal["none", "manual", "dedicated", "isolate_threads", "resize_and_pin_numa"]
 TuneMode = Literal["strict", "interleave", "preferred"]
 Action = Literal["start", "migrate"]
+AffinityRule = Literal["positive", "negative", "disabled"]
 
 #: Policies whose pCPUs are chosen by the scheduler and held exclusively.
 EXCLUSIVE_POLICIES = frozenset({"dedicated", "isolate_threads"})
 
 #: Per-cluster weight factors; lower accumulated ``factor * weight`` wins, each weight lies in [0, 1].
 #: The ratios follow oVirt's default cluster policy (EvenDistribution CPU 2 / memory 1, HighPerformanceCpu 4,
-#: CpuAndNumaPinning 5, PreferredHosts 99 so that it dominates at start-up).
+#: CpuAndNumaPinning 5, PreferredHosts 99 so that it dominates at start-up, VmAffinity 1, VmToHostAffinity 20).
 DEFAULT_WEIGHT_FACTORS: Mapping[str, float] = {
     "cpu_load": 2.0,
     "memory_load": 1.0,
@@ -32,6 +33,8 @@ DEFAULT_WEIGHT_FACTORS: Mapping[str, float] = {
     "cpu_numa_pinning": 5.0,
     "numa_single_node": 1.0,
     "preferred_hosts": 99.0,
+    "vm_affinity": 1.0,
+    "vm_to_host_affinity": 20.0,
 }
 
 
@@ -184,16 +187,33 @@ class VMRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class AffinityGroup:
+    """An affinity group of a cluster (:mod:`.affinity`): its VMs (id -> name, labels expanded), its hosts and its
+    two rules."""
+
+    name: str
+    vms: Mapping[int, str] = field(default_factory=dict)
+    hosts: frozenset[int] = frozenset()
+    vm_rule: AffinityRule = "disabled"
+    vm_enforcing: bool = True
+    host_rule: AffinityRule = "disabled"
+    host_enforcing: bool = True
+    priority: float = 1.0
+    managed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     """Cluster-wide scheduling settings; ``weight_factors`` override :data:`DEFAULT_WEIGHT_FACTORS` by name.
 
     ``cpu_flags`` are the flags of the cluster CPU type that every host must offer to VMs without
-    pass-through (empty: not checked).
+    pass-through (empty: not checked). ``affinity_groups``: see :mod:`.affinity`.
     """
 
     threads_as_cores: bool = False
     weight_factors: Mapping[str, float] = field(default_factory=dict)
     cpu_flags: frozenset[str] = frozenset()
+    affinity_groups: tuple[AffinityGroup, ...] = ()
 
     def __post_init__(self) -> None:
         if unknown := set(self.weight_factors) - set(DEFAULT_WEIGHT_FACTORS):
@@ -210,12 +230,19 @@ class ScheduleRequest:
     """What to do: start or migrate, to a given host or the best one; ``force`` as the admin's dialog sends it.
 
     ``allow_degraded``: hosts that fit the VM once some settings are suspended are eligible too, after every
-    host that fits the whole configuration."""
+    host that fits the whole configuration. ``ignore_vm_affinity``: enforcing VM-to-VM affinity rules do not
+    filter (a user's maintenance that cannot empty the host otherwise). ``moving_together``: the other VMs of an
+    affinity closure that move with this one, to the same host. ``member_hosts``: where the VM's affinity peers
+    run (VM id -> host ids); None: where the hosts given to :func:`schedule` say, all of them, before
+    ``destination`` narrows the judged ones down."""
 
     action: Action = "start"
     destination: int | None = None
     force: bool = False
     allow_degraded: bool = False
+    ignore_vm_affinity: bool = False
+    moving_together: frozenset[int] = frozenset()
+    member_hosts: Mapping[int, frozenset[int]] | None = None
     excluded_hosts: frozenset[int] = frozenset()
     saturated_hosts: frozenset[int] = frozenset()  # already receiving as many migrations as allowed
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from itertools import compress, repeat
 from operator import add, is_not, itemgetter, mul, not_
 
+from .affinity import groups_of, members_where
 from .filters import FILTERS, Judge
 from .fit import NoFit
 from .model import (
@@ -77,6 +79,8 @@ def schedule(
     cluster = cluster or ClusterConfig()
     if error := check_migration_mode(vm, request):
         return Decision((), (), None, None, error)
+    if request.member_hosts is None and (groups := groups_of(vm.id, cluster.affinity_groups)):
+        request = replace(request, member_hosts=members_where(groups, hosts))
     if request.destination is not None:
         hosts = [h for h in hosts if h.id == request.destination]
         if not hosts:

@@ -32,7 +32,17 @@ SETTINGS = ("io_emulator_pinning", "numa_pinning", "hugepages", "cpu_pinning")
 
 #: Filters whose verdict no suspension changes: a host one of them rejects is not a degraded candidate.
 FIXED_FILTERS = frozenset(
-    {"HostStatus", "Migration", "Excluded", "MigrationLimit", "PinToHost", "CpuLevel", "Memory", "TscFrequency"}
+    {
+        "HostStatus",
+        "Migration",
+        "Excluded",
+        "MigrationLimit",
+        "PinToHost",
+        "CpuLevel",
+        "Memory",
+        "TscFrequency",
+        "Affinity",
+    }
 )
 
 #: The setting whose constraints each filter checks, to say why a setting is suspended on a host.

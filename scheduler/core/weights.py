@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from .affinity import groups_of, soft_scorer
 from .fit import NoFit, map_cells
 from .placement import Plan
 from .state import HostState
@@ -134,6 +135,19 @@ def preferred_hosts(plan: Plan) -> Scorer | None:
     return lambda hosts: [0.0 if h.id in preferred else 1.0 for h in hosts]
 
 
+def vm_affinity(plan: Plan) -> Scorer | None:
+    """oVirt's VmAffinityGroups weight: the VM's non-enforcing VM-to-VM rules a host breaks, by priority."""
+    groups = groups_of(plan.vm.id, plan.cluster.affinity_groups)
+    request = plan.request
+    return soft_scorer(plan.vm.id, groups, "vm", request.moving_together, request.member_hosts) if groups else None
+
+
+def vm_to_host_affinity(plan: Plan) -> Scorer | None:
+    """oVirt's VmToHostsAffinityGroups weight: the VM's non-enforcing VM-to-host rules a host breaks."""
+    groups = groups_of(plan.vm.id, plan.cluster.affinity_groups)
+    return soft_scorer(plan.vm.id, groups, "host") if groups else None
+
+
 #: Weight name (the key of the cluster's factors) -> factory.
 WEIGHTS: tuple[tuple[str, Callable[[Plan], Scorer | None]], ...] = (
     ("cpu_load", cpu_load),
@@ -143,4 +157,6 @@ WEIGHTS: tuple[tuple[str, Callable[[Plan], Scorer | None]], ...] = (
     ("cpu_numa_pinning", cpu_numa_pinning),
     ("numa_single_node", numa_single_node),
     ("preferred_hosts", preferred_hosts),
+    ("vm_affinity", vm_affinity),
+    ("vm_to_host_affinity", vm_to_host_affinity),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .affinity import AffinityGroupSerializer, AffinityLabelSerializer, HostIdsSerializer, VmIdsSerializer
 from .base import ErrorSerializer
 from .inventory import ClusterSerializer, HostCreateSerializer, HostSerializer
 from .operations import (
@@ -18,12 +19,15 @@ from .operations import (
 from .vms import PoolSerializer, TemplateSerializer, VirtualMachineSerializer
 
 __all__ = [
+    "AffinityGroupSerializer",
+    "AffinityLabelSerializer",
     "CandidatesQuerySerializer",
     "ClusterSerializer",
     "ErrorSerializer",
     "EvacuationSerializer",
     "EventSerializer",
     "HostCreateSerializer",
+    "HostIdsSerializer",
     "HostSerializer",
     "HostVerdictSerializer",
     "JobReferenceSerializer",
@@ -33,5 +37,6 @@ __all__ = [
     "MigrationJobSerializer",
     "PoolSerializer",
     "TemplateSerializer",
+    "VmIdsSerializer",
     "VirtualMachineSerializer",
 ]

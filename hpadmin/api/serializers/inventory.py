@@ -44,6 +44,7 @@ class ClusterSerializer(ValidatedModelSerializer):
             "low_utilization",
             "over_utilization_minutes",
             "degraded_policy",
+            "manage_hp_affinity",
         ]
 
 

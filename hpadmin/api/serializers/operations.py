@@ -93,6 +93,11 @@ class MigrateSerializer(serializers.Serializer):
         help_text="Needed for a ``host`` that fits the VM only with some settings suspended (see "
         "``migration-candidates``); without ``host`` the VM's policy decides.",
     )
+    affinity_closure = serializers.BooleanField(
+        default=False,
+        help_text="Also migrate the VMs in positive enforcing affinity with this one (and running on its host), "
+        "all to one host (oVirt's migrate_vms_in_affinity_closure).",
+    )
 
 
 class CandidatesQuerySerializer(serializers.Serializer):

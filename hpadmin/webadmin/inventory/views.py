@@ -17,6 +17,7 @@ from hpadmin.operations.models import Event, MigrationJob
 from hpadmin.utilities.htmx import render_two_ways
 from hpadmin.utilities.lists import sorted_page, subquery_count
 from hpadmin.vms.models import OptimizedFor, Pool, Template, VirtualMachine, VmStatus
+from hpadmin.webadmin.affinity.viewmodels import memberships
 from scheduler.models import Allocation
 
 from .forms import ClusterFilterForm, HostFilterForm
@@ -168,5 +169,6 @@ def host_detail(request, pk: int):
         .select_related("vm", "source", "destination")
         .order_by("created_at"),
         "events": host.events.select_related("vm")[:10],
+        **memberships(host),
     }
     return render(request, "hpadmin/host_detail.html", context)

@@ -1,5 +1,6 @@
-"""The Migrate dialog's form: the selected VMs, a destination (none: the scheduler chooses) and the admin's
-confirmation that a destination may take them with settings suspended."""
+"""The Migrate dialog's form: the selected VMs, a destination (none: the scheduler chooses), the admin's
+confirmation that a destination may take them with settings suspended, and whether their positive enforcing
+affinity closure moves with them (oVirt 4.4)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,6 @@ class MigrateForm(forms.Form):
         Host.objects.all(), required=False, empty_label="Select Host Automatically", widget=forms.RadioSelect
     )
     allow_degraded = forms.BooleanField(required=False)
+    affinity_closure = forms.BooleanField(
+        required=False, label="Migrate all VMs in positive enforcing affinity with the selected VMs."
+    )

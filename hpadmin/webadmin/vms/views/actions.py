@@ -7,7 +7,14 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_POST
 
 from hpadmin.operations.errors import OperationError
-from hpadmin.operations.services import migrate_vms, migration_plan, restore_settings, start_vm, stop_vm
+from hpadmin.operations.services import (
+    affinity_closure_of,
+    migrate_vms,
+    migration_plan,
+    restore_settings,
+    start_vm,
+    stop_vm,
+)
 from hpadmin.utilities.htmx import back_to, client_redirect, render_two_ways
 from hpadmin.utilities.views import staff_required
 from hpadmin.vms.models import VirtualMachine
@@ -31,7 +38,14 @@ def migrate(request):
             suspended = suspensions(vms, destination)
         if not suspended:
             try:
-                jobs = migrate_vms(vms, destination, force=True, user=request.user, allow_degraded=allow_degraded)
+                jobs = migrate_vms(
+                    vms,
+                    destination,
+                    force=True,
+                    user=request.user,
+                    allow_degraded=allow_degraded,
+                    affinity_closure=form.cleaned_data["affinity_closure"],
+                )
             except OperationError as exc:
                 error = exc
                 # A host that came to need suspensions since it was judged above is asked about all the same.
@@ -46,6 +60,7 @@ def migrate(request):
                     return client_redirect(request, vms[0].get_absolute_url())
                 return back_to(request, "/")
     movable, skipped = migration_plan(vms, force=True)
+    closure = [vm for vm in affinity_closure_of(movable) if vm not in movable] if movable else []
     eligible, refused, homeless = destination_rows(movable) if movable else ([], [], [])
     context = {
         "form": form,
@@ -56,6 +71,7 @@ def migrate(request):
         "refused": refused,
         "homeless": homeless,
         "policy_note": degraded_policy_note(movable),
+        "closure": closure,
         "suspended": suspended,
         "error": error,
     }

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_safe
 
 from hpadmin.utilities.htmx import render_partial, wants_partial
 from hpadmin.vms.models import VirtualMachine
+from hpadmin.webadmin.affinity.viewmodels import memberships
 from hpadmin.webadmin.vms.viewmodels import KINDS, configuration_sections, next_run_rows, vm_panels, vnuma_rows
 
 
@@ -27,6 +28,7 @@ def vm_detail(request, pk: int):
         "placement_hosts": hosts,
         "vnuma_rows": vnuma_rows(vm, hosts),
         "next_run": next_run_rows(vm),
+        **memberships(vm),
         "events": vm.events.select_related("host", "user")[:15],
     }
     return render(request, "hpadmin/vm_detail.html", context)
