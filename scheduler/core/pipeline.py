@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from itertools import compress, repeat
-from operator import add, is_not, itemgetter, mul, not_
+from operator import add, is_not, mul, not_
 
 from .affinity import groups_of, members_where
 from .filters import FILTERS, Judge
@@ -93,15 +93,15 @@ def schedule(
     rejections = _judge(states, judges)
     positions = list(compress(range(len(states)), map(not_, rejections)))
     totals = _totals([states[p] for p in positions], scorers)
-    # (suspended count, score), position, plan, suspended: the candidates in the order they are tried.
-    candidates = [((0, total), p, plan, ()) for p, total in zip(positions, totals, strict=True)]
+    # Position, score, plan, suspended settings: the candidates in the order they are tried.
+    order = sorted(range(len(positions)), key=totals.__getitem__)
+    candidates = [(positions[i], totals[i], plan, ()) for i in order]
     if request.allow_degraded:
         candidates += _degraded(states, vm, request, cluster, rejections)
-    candidates.sort(key=itemgetter(0))
 
     chosen: HostState | None = None
     placement: Placement | None = None
-    for start, (_, position, host_plan, _) in enumerate(candidates):
+    for start, (position, _, host_plan, _) in enumerate(candidates):
         result = place(host_plan, states[position])
         if isinstance(result, NoFit):
             rejections[position] += (Rejection(result.filter, result.reason),)
@@ -114,7 +114,7 @@ def schedule(
     ids = [h.id for h in states]
     verdicts = _verdicts(ids, rejections, candidates)
     error = None if chosen else _no_host(vm, hosts, verdicts)
-    ranked = tuple(ids[position] for _, position, _, _ in candidates)
+    ranked = tuple(ids[position] for position, _, _, _ in candidates)
     return Decision(verdicts, ranked, chosen.id if chosen else None, placement, error)
 
 
@@ -138,9 +138,10 @@ def _degraded(
     request: ScheduleRequest,
     cluster: ClusterConfig,
     rejections: Sequence[tuple[Rejection, ...]],
-) -> list[tuple[tuple[int, float], int, Plan, tuple[str, ...]]]:
+) -> list[tuple[int, float, Plan, tuple[str, ...]]]:
     """The hosts the whole configuration fails that take the VM with settings suspended, each with the first
-    set (fewest settings) that lets it in, as candidates of :func:`schedule`."""
+    set (fewest settings) that lets it in, as candidates of :func:`schedule`: fewer settings first, then by
+    score."""
     open_ = [p for p, found in enumerate(rejections) if found and not any(r.filter in FIXED_FILTERS for r in found)]
     out = []
     for group in suspension_sets(vm) if open_ else ():
@@ -150,11 +151,11 @@ def _degraded(
         fitting = [p for p, r in zip(open_, found, strict=True) if not r]
         suspended = tuple(s for s in SETTINGS if s in relaxed.suspended)
         totals = _totals([states[p] for p in fitting], scorers)
-        out += [((len(suspended), total), p, plan, suspended) for p, total in zip(fitting, totals, strict=True)]
+        out += [(p, total, plan, suspended) for p, total in zip(fitting, totals, strict=True)]
         open_ = [p for p, r in zip(open_, found, strict=True) if r]
         if not open_:
             break
-    return out
+    return sorted(out, key=lambda c: (len(c[3]), c[1]))
 
 
 def _judge(states: Sequence[HostState], judges: Sequence[tuple[str, Judge]]) -> list[tuple[Rejection, ...]]:
@@ -173,16 +174,17 @@ def _judge(states: Sequence[HostState], judges: Sequence[tuple[str, Judge]]) -> 
 def _verdicts(
     ids: Sequence[int],
     rejections: Sequence[tuple[Rejection, ...]],
-    candidates: Sequence[tuple[tuple[int, float], int, Plan, tuple[str, ...]]],
+    candidates: Sequence[tuple[int, float, Plan, tuple[str, ...]]],
 ) -> tuple[HostVerdict, ...]:
     """A verdict per host in input order; ``candidates`` are the ranked hosts, best first."""
     score_of: list[float | None] = [None] * len(ids)
     rank_of: list[int | None] = [None] * len(ids)
     suspended_of: list[tuple[str, ...]] = [()] * len(ids)
-    for rank, ((_, score), position, _, suspended) in enumerate(candidates, start=1):
+    for rank, (position, score, _, suspended) in enumerate(candidates, start=1):
         score_of[position] = score
         rank_of[position] = rank
-        suspended_of[position] = suspended
+        if suspended:
+            suspended_of[position] = suspended
     eligible = map(is_not, rank_of, repeat(None))  # exactly the ranked hosts
     return tuple(map(_verdict, zip(ids, eligible, score_of, rank_of, rejections, suspended_of, strict=True)))
 
