@@ -5,8 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 VENDOR := static/vendor
+# Every target runs on this machine: embedded, so that DEBUG off without SECRET_KEY uses var/secret-key.
+export HPADMIN_EMBEDDED ?= 1
 
-.PHONY: setup run test test-libvirt test-browser test-api-fuzz bench lint migrate demo clean
+.PHONY: setup run test test-libvirt test-browser test-api-fuzz test-deploy bench lint migrate demo clean
 
 setup: $(VENV)/.installed $(VENDOR)/.installed
 
@@ -21,10 +23,12 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --silent
 	touch $@
 
-$(VENDOR)/.installed: node_modules/.installed
+# Source maps too: collectstatic's manifest storage follows every sourceMappingURL.
+$(VENDOR)/.installed: node_modules/.installed Makefile
 	mkdir -p $(VENDOR)
 	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
-	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/bootstrap/dist/js/bootstrap.bundle.min.js $(VENDOR)/
+	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/bootstrap/dist/css/bootstrap.min.css.map $(VENDOR)/
+	cp node_modules/bootstrap/dist/js/bootstrap.bundle.min.js node_modules/bootstrap/dist/js/bootstrap.bundle.min.js.map $(VENDOR)/
 	cp node_modules/sortablejs/Sortable.min.js $(VENDOR)/
 	touch $@
 
@@ -57,6 +61,11 @@ test-browser: setup
 ## schemathesis against the OpenAPI schema of a throw-away server; fails on any 5xx or schema violation.
 test-api-fuzz: setup
 	scripts/api-fuzz
+
+## The production recipe on this machine: gunicorn on PostgreSQL, a worker and beat on Redis, a login and a
+## migration over HTTP (scripts/deploy-smoke; needs PostgreSQL and Redis on 127.0.0.1).
+test-deploy: setup
+	scripts/deploy-smoke
 
 ## Every benchmark; each prints its figures. Jobs run on the embedded defaults and, when PostgreSQL answers,
 ## on PostgreSQL and Redis (BENCH_DATABASE_URL, BENCH_BROKER_URL).

@@ -7,9 +7,14 @@ system (no server needed, still a real worker process) and the simulated hypervi
 from __future__ import annotations
 
 import os
+import secrets
+import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("HPADMIN_VAR_DIR", BASE_DIR / "var"))
@@ -27,10 +32,59 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def local_secret_key(path: Path) -> str:
+    """The key of runs on this machine: made once with ``secrets``, kept in ``path``, readable by its owner only.
+    Written aside and linked into place, so that processes starting together (web, worker, beat) share one key."""
+    if not path.exists():
+        fd, written = tempfile.mkstemp(dir=path.parent)  # mode 0600
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+        try:
+            os.link(written, path)
+        except FileExistsError:
+            pass  # another process came first: its key it is
+        finally:
+            os.unlink(written)
+    return path.read_text().strip()
+
+
 DEBUG = env_bool("DEBUG", False)
-# The fallback key only serves local, embedded runs; production sets SECRET_KEY.
-SECRET_KEY = os.environ.get("SECRET_KEY", "hpadmin-insecure-local-only")
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+# Runs on this machine (make run and the other make targets, the tests, the API fuzz) say so with
+# HPADMIN_EMBEDDED=1: without SECRET_KEY they use var/secret-key. Anything else with DEBUG off is production,
+# which refuses to start without a key of its own.
+EMBEDDED = env_bool("HPADMIN_EMBEDDED", False)
+# Published keys: hpadmin's former fallback and the placeholder of Django's startproject.
+INSECURE_SECRET_KEY_PREFIXES = ("hpadmin-insecure-local-only", "django-insecure-")
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY and (DEBUG or EMBEDDED):
+    SECRET_KEY = local_secret_key(VAR_DIR / "secret-key")
+if not DEBUG and not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set. In production (DEBUG off) give hpadmin a key of its own, e.g. "
+        "SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))'); a run on this machine "
+        "sets HPADMIN_EMBEDDED=1 instead and uses var/secret-key."
+    )
+if not DEBUG and SECRET_KEY.startswith(INSECURE_SECRET_KEY_PREFIXES):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is a published default, so anyone could sign sessions and tokens with it. Give hpadmin a key "
+        "of its own, e.g. SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')."
+    )
+# Django's test client adds "testserver" itself; production names its hosts in ALLOWED_HOSTS.
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+# Served through TLS (HPADMIN_TLS=1): plain HTTP is redirected, browsers remember HTTPS for a year (HSTS, with
+# subdomains and preload unless HPADMIN_HSTS_SUBDOMAINS / HPADMIN_HSTS_PRELOAD say 0) and cookies never travel in
+# clear. Behind a proxy that terminates TLS (HPADMIN_BEHIND_PROXY=1), its X-Forwarded-Proto says a request came
+# through HTTPS; the proxy must set that header itself, never pass on the client's.
+if env_bool("HPADMIN_TLS", False):
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HPADMIN_HSTS_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("HPADMIN_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+HPADMIN_BEHIND_PROXY = env_bool("HPADMIN_BEHIND_PROXY", False)
+if HPADMIN_BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -45,11 +99,14 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "csp",
+    "axes",
     "hpadmin.inventory",
     "hpadmin.vms",
     "hpadmin.affinity",
     "hpadmin.operations",
     "hpadmin.hypervisor",
+    "hpadmin.access",
     "hpadmin.api",
     "hpadmin.utilities",
     "scheduler",
@@ -57,13 +114,16 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: it turns a lockout into the 429 page
 ]
 
 ROOT_URLCONF = "hpadmin.urls"
@@ -78,7 +138,10 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "hpadmin.access.context_processors.access",
             ],
+            # Every page asks what the user may do: {% if "operate" in access|permits:vm %}.
+            "builtins": ["hpadmin.access.templatetags.access"],
         },
     },
 ]
@@ -112,6 +175,34 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
+# Failed logins, on the login page and the API's token endpoint alike (django-axes): after HPADMIN_LOGIN_FAILURES
+# of one user name from one address, that pair is locked out for HPADMIN_LOCKOUT_MINUTES (429); a success starts
+# the count again. hpadmin's events are the audit trail, so axes keeps no log of successful logins.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("HPADMIN_LOGIN_FAILURES", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("HPADMIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "hpadmin.utilities.clients.client_ip"
+
+# The browser runs only what hpadmin serves: no inline scripts, no eval, no <style> elements; see static/js.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        # Progress and memory bars take their width from a style attribute (a percentage per row), as do a few
+        # places in Django's admin and DRF's browsable API; attributes cannot run code.
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],  # Bootstrap draws its icons as data: SVGs
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -121,6 +212,16 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+# WhiteNoise serves static files from the web process. A deployment sets HPADMIN_STATIC_MANIFEST=1 and runs
+# collectstatic: files get hashed, compressed names cached for a year. Otherwise they are read from static/ at each
+# request, so `make run` and the tests need no collectstatic.
+if env_bool("HPADMIN_STATIC_MANIFEST", False):
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+else:
+    WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = True
 
 # Celery: an embedded file-system broker unless CELERY_BROKER_URL names Redis or RabbitMQ.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
@@ -189,13 +290,20 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "hpadmin@localhost")
 HPADMIN_NOTIFY_WEBHOOK_URL = os.environ.get("HPADMIN_NOTIFY_WEBHOOK_URL", "")
 
+# API tokens expire this many hours after they were made (0: never); the token endpoint then makes a new one.
+HPADMIN_TOKEN_TTL_HOURS = float(os.environ.get("HPADMIN_TOKEN_TTL_HOURS", "720"))
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "hpadmin.api.authentication.ExpiringTokenAuthentication",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "hpadmin.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "hpadmin.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
@@ -208,6 +316,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Clusters, hosts and High Performance VMs: inventory, scheduling verdicts and live migration.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,  # hpadmin.api.checks runs it with the settings the schema is served with
 }
 
 LOGGING = {

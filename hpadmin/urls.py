@@ -7,5 +7,6 @@ urlpatterns = [
     path("api/", include("hpadmin.api.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("portal/", include("hpadmin.portal.urls")),
     path("", include("hpadmin.webadmin.urls")),
 ]

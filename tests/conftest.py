@@ -12,3 +12,10 @@ def _eager_celery(settings):
     settings.HPADMIN_SIMULATION_SPEED = 1e6
     yield
     celery_app.conf.update(CELERY_TASK_ALWAYS_EAGER=False)
+
+
+@pytest.fixture
+def no_login_throttle(settings):
+    """For tests that sign in with ``Client.login()``, which gives ``authenticate()`` no request: django-axes
+    throttles logins per client address and refuses a login without one (tests/security tests the throttle)."""
+    settings.AXES_ENABLED = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError
 from rest_framework import status
 from rest_framework.response import Response
@@ -29,11 +30,17 @@ def protected_message(exc: ProtectedError) -> str:
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus OperationError (its own status), HypervisorError (502/409), ProtectedError (409)."""
+    """DRF's handler, plus OperationError (its own status), HypervisorError (502/409), a model's ValidationError
+    (400), ProtectedError (409)."""
     if isinstance(exc, OperationError):
         body, code = {"detail": exc.message, "errors": exc.errors}, exc.status
     elif isinstance(exc, HypervisorError):
         body, code = {"detail": exc.message, "errors": {}}, hypervisor_status(exc)
+    elif isinstance(exc, DjangoValidationError):  # a rule checked again under a lock, after the input's checks
+        body, code = (
+            {"detail": " ".join(exc.messages), "errors": getattr(exc, "message_dict", {})},
+            status.HTTP_400_BAD_REQUEST,
+        )
     elif isinstance(exc, ProtectedError):
         body, code = {"detail": protected_message(exc), "errors": {}}, status.HTTP_409_CONFLICT
     else:

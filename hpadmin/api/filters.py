@@ -5,6 +5,9 @@ from __future__ import annotations
 import django_filters as filters
 from django.db.models import Q, QuerySet
 
+from hpadmin.access.models import Grant
+from hpadmin.access.policy import CLUSTER_PATH
+from hpadmin.access.shortcuts import access_of
 from hpadmin.affinity.models import AffinityGroup, AffinityLabel
 from hpadmin.inventory.models import Cluster, Host, HostStatus
 from hpadmin.operations.models import Event, JobState, MigrationJob
@@ -13,13 +16,27 @@ from hpadmin.vms.models import MigrationMode, Pool, Template, VirtualMachine, Vm
 NAME_LOOKUPS = ["exact", "icontains"]
 
 
-class ClusterFilter(filters.FilterSet):
+class VisibleFilterSet(filters.FilterSet):
+    """Filters by a related object (``?cluster=``, ``?host=``) accept only what the caller may see: an id out of
+    view is refused as one that does not exist."""
+
+    def __init__(self, *args, request=None, **kwargs) -> None:
+        super().__init__(*args, request=request, **kwargs)
+        if request is None:
+            return
+        for flt in self.filters.values():
+            queryset = getattr(flt, "queryset", None)
+            if queryset is not None and not callable(queryset) and queryset.model in CLUSTER_PATH:
+                flt.queryset = access_of(request).scope(queryset)
+
+
+class ClusterFilter(VisibleFilterSet):
     class Meta:
         model = Cluster
         fields = {"name": NAME_LOOKUPS, "auto_migrate_hp": ["exact"]}
 
 
-class HostFilter(filters.FilterSet):
+class HostFilter(VisibleFilterSet):
     status = filters.MultipleChoiceFilter(choices=HostStatus.choices)
 
     class Meta:
@@ -27,7 +44,7 @@ class HostFilter(filters.FilterSet):
         fields = {"name": NAME_LOOKUPS, "cluster": ["exact"]}
 
 
-class VmConfigFilter(filters.FilterSet):
+class VmConfigFilter(VisibleFilterSet):
     affinity = filters.ChoiceFilter(field_name="migration_mode", choices=MigrationMode.choices)
 
     class Meta:
@@ -59,7 +76,7 @@ class VirtualMachineFilter(VmConfigFilter):
         fields = {**VmConfigFilter.Meta.fields, "host": ["exact"], "template": ["exact"], "pool": ["exact"]}
 
 
-class MigrationJobFilter(filters.FilterSet):
+class MigrationJobFilter(VisibleFilterSet):
     host = filters.ModelChoiceFilter(
         queryset=Host.objects.all(), method="filter_host", label="Source or destination host"
     )
@@ -80,7 +97,7 @@ class MigrationJobFilter(filters.FilterSet):
         return queryset.finished()
 
 
-class EventFilter(filters.FilterSet):
+class EventFilter(VisibleFilterSet):
     since = filters.IsoDateTimeFilter(field_name="time", lookup_expr="gte")
     until = filters.IsoDateTimeFilter(field_name="time", lookup_expr="lt")
 
@@ -89,13 +106,19 @@ class EventFilter(filters.FilterSet):
         fields = ["vm", "host", "cluster", "job", "user", "severity", "code"]
 
 
-class AffinityGroupFilter(filters.FilterSet):
+class AffinityGroupFilter(VisibleFilterSet):
     class Meta:
         model = AffinityGroup
         fields = {"name": NAME_LOOKUPS, "cluster": ["exact"], "managed": ["exact"]}
 
 
-class AffinityLabelFilter(filters.FilterSet):
+class AffinityLabelFilter(VisibleFilterSet):
     class Meta:
         model = AffinityLabel
         fields = {"name": NAME_LOOKUPS}
+
+
+class GrantFilter(VisibleFilterSet):
+    class Meta:
+        model = Grant
+        fields = ["role", "user", "group", "cluster", "vm"]

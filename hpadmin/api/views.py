@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+from hpadmin.access.models import Grant
+from hpadmin.access.roles import Permit
+from hpadmin.access.services import grant_role, revoke, set_quota
+from hpadmin.access.shortcuts import access_of
 from hpadmin.affinity.models import AffinityGroup, AffinityLabel
 from hpadmin.inventory.models import Cluster, Host
 from hpadmin.inventory.services import refresh_capabilities
@@ -27,11 +34,12 @@ from hpadmin.operations.services import (
     start_vm,
     stop_vm,
 )
-from hpadmin.vms.models import Pool, Template, VirtualMachine, VmStatus
+from hpadmin.vms.models import Pool, Quota, Template, VirtualMachine, VmStatus
 
 from . import filters, serializers
+from .authentication import ExpiringTokenAuthentication
 from .exceptions import exception_handler
-from .permissions import IsAdminOrReadOnly
+from .permissions import HasPermit, default_permit
 
 BAD_INPUT = OpenApiResponse(OpenApiTypes.OBJECT, description="Bad input: messages per field.")
 CONFLICT = OpenApiResponse(serializers.ErrorSerializer, description="The object's state does not allow it.")
@@ -40,28 +48,46 @@ HYPERVISOR_FAILED = OpenApiResponse(serializers.ErrorSerializer, description="Th
 
 
 class ApiViewMixin:
-    """What every API view shares: admins write, everyone signed in reads, refusals are 4xx/502 answers.
+    """What every API view shares: each user sees only what their roles show them (the rest answers 404), each
+    action needs its permit on the object (else 403), refusals are 4xx/502 answers.
 
     Token authentication comes first so that a request without credentials gets 401 (with a
     ``WWW-Authenticate`` header) rather than 403.
     """
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
-    permission_classes = [IsAdminOrReadOnly]
+    authentication_classes = [ExpiringTokenAuthentication, SessionAuthentication]
+    permission_classes = [HasPermit]
+    #: The permit each action needs on its object, where it is not ``default_permit``'s.
+    action_permits: dict[str, Permit] = {}
 
     def get_exception_handler(self):
         return exception_handler
+
+    def get_queryset(self):
+        return access_of(self.request).scope(super().get_queryset())
+
+    def permit_for(self, request) -> Permit | None:
+        return self.action_permits.get(self.action) or default_permit(request)
+
+    def saved(self, serializer):
+        """Save, and keep the result only if the user holds the permit on the object as saved: a new object, or
+        one moved to another cluster, must land where the user may put it."""
+        with transaction.atomic():
+            obj = serializer.save()
+            if not access_of(self.request).can(self.permit_for(self.request), obj):
+                raise PermissionDenied(f"You may not put this {obj._meta.verbose_name} there.")
+        return obj
 
 
 class AuditedModelViewSet(ApiViewMixin, viewsets.ModelViewSet):
     """A resource whose creations, changes and removals go to the audit trail, as the portal's do."""
 
     def perform_create(self, serializer) -> None:
-        audit.record_created(serializer.save(), self.request.user)
+        audit.record_created(self.saved(serializer), self.request.user)
 
     def perform_update(self, serializer) -> None:
         before = audit.snapshot(serializer.instance)
-        audit.record_changed(serializer.save(), before, self.request.user)
+        audit.record_changed(self.saved(serializer), before, self.request.user)
 
     def perform_destroy(self, instance) -> None:
         instance.delete()
@@ -74,6 +100,7 @@ class ClusterViewSet(AuditedModelViewSet):
 
     queryset = Cluster.objects.all()
     serializer_class = serializers.ClusterSerializer
+    action_permits = {"create": Permit.MANAGE_SYSTEM, "destroy": Permit.MANAGE_SYSTEM}
     filterset_class = filters.ClusterFilter
     ordering_fields = ["id", "name"]
 
@@ -124,7 +151,7 @@ class HostViewSet(
     def create(self, request: Request, *args, **kwargs) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        host = serializer.save()
+        host = self.saved(serializer)
         audit.record_created(host, request.user)
         return self.host_response(host, status.HTTP_201_CREATED)
 
@@ -142,7 +169,7 @@ class HostViewSet(
 
     def perform_update(self, serializer) -> None:
         before = audit.snapshot(serializer.instance)
-        audit.record_changed(serializer.save(), before, self.request.user)
+        audit.record_changed(self.saved(serializer), before, self.request.user)
 
     @extend_schema(request=None, responses={200: serializers.HostSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"], url_path="confirm-rebooted")
@@ -217,6 +244,28 @@ class VirtualMachineViewSet(AuditedModelViewSet):
     serializer_class = serializers.VirtualMachineSerializer
     filterset_class = filters.VirtualMachineFilter
     ordering_fields = ["id", "name", "status", "memory_mib", "created_at"]
+    action_permits = {
+        "create": Permit.CREATE_VM,
+        "update": Permit.EDIT_VM,
+        "partial_update": Permit.EDIT_VM,
+        "destroy": Permit.EDIT_VM,
+        "start": Permit.OPERATE,
+        "stop": Permit.OPERATE,
+        "migrate": Permit.MIGRATE,
+        "restore_settings": Permit.MIGRATE,
+        "cancel_migration": Permit.MIGRATE,
+    }
+
+    def saved(self, serializer):
+        """A VM given to another owner hands them UserVmManager on it: only those who may grant roles there may."""
+        owner = serializer.validated_data.get("owner")
+        previous = serializer.instance.owner_id if serializer.instance else None
+        with transaction.atomic():
+            vm = super().saved(serializer)
+            if owner is not None and owner.pk not in (previous, self.request.user.pk):
+                if not access_of(self.request).can(Permit.GRANT, vm):
+                    raise PermissionDenied("Only those who may grant roles on the VM give it to another owner.")
+        return vm
 
     def perform_destroy(self, instance: VirtualMachine) -> None:
         if instance.status != VmStatus.DOWN:
@@ -295,9 +344,9 @@ class VirtualMachineViewSet(AuditedModelViewSet):
         or refused with every filter's reason; a host that fits the VM only with settings suspended is eligible
         after the others and says in ``suspended`` which settings, and why."""
         vm = self.get_object()
-        params = serializers.CandidatesQuerySerializer(data=request.query_params)
+        params = serializers.CandidatesQuerySerializer(data=request.query_params, context=self.get_serializer_context())
         params.is_valid(raise_exception=True)
-        verdicts = migration_candidates(vm, params.validated_data.get("host"))
+        verdicts = access_of(request).visible_verdicts(migration_candidates(vm, params.validated_data.get("host")))
         return Response(serializers.HostVerdictSerializer(verdicts, many=True).data)
 
 
@@ -345,7 +394,7 @@ def membership_schema(representation, *, managed: bool):
     )
 
 
-class AffinityViewSet(ApiViewMixin, viewsets.ModelViewSet):
+class AffinityViewSet(AuditedModelViewSet):
     """Affinity groups and labels: edits (membership actions included) are judged by the model's ``clean()``,
     groups hpadmin manages are refused, and every change goes to the audit trail with oVirt's codes."""
 
@@ -357,23 +406,15 @@ class AffinityViewSet(ApiViewMixin, viewsets.ModelViewSet):
         self.refuse_managed(self.get_object())
         return super().update(request, *args, **kwargs)
 
-    def perform_create(self, serializer) -> None:
-        audit.record_created(serializer.save(), self.request.user)
-
-    def perform_update(self, serializer) -> None:
-        before = audit.snapshot(serializer.instance)
-        audit.record_changed(serializer.save(), before, self.request.user)
-
     def perform_destroy(self, instance: AffinityGroup | AffinityLabel) -> None:
         self.refuse_managed(instance)
-        instance.delete()
-        audit.record_removed(instance, self.request.user)
+        super().perform_destroy(instance)
 
     def change_members(self, request: Request, field: str, ids: type[serializers.Serializer], add: bool) -> Response:
         """An edit of one member list: the ids given added to it or removed from it."""
         obj = self.get_object()
         self.refuse_managed(obj)
-        params = ids(data=request.data)
+        params = ids(data=request.data, context=self.get_serializer_context())
         params.is_valid(raise_exception=True)
         given = {member.pk for member in params.validated_data["ids"]}
         current = {member.pk for member in getattr(obj, field).all()}
@@ -425,6 +466,86 @@ class AffinityLabelViewSet(AffinityViewSet):
     change that makes groups naming the label contradict each other is refused (400)."""
 
     queryset = AffinityLabel.objects.prefetch_related("vms", "hosts")
+    action_permits = dict.fromkeys(
+        ["create", "update", "partial_update", "destroy", "add_vms", "remove_vms", "add_hosts", "remove_hosts"],
+        Permit.MANAGE_SYSTEM,
+    )
     serializer_class = serializers.AffinityLabelSerializer
     filterset_class = filters.AffinityLabelFilter
     ordering_fields = ["id", "name", "created_at"]
+
+
+# -- roles, quotas and users ------------------------------------------------------------------------------------
+
+
+@extend_schema_view(destroy=extend_schema(responses={204: None, 403: REFUSED}))
+class GrantViewSet(
+    ApiViewMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Permissions, oVirt's model simplified: a role (SuperUser, ClusterAdmin, Viewer, VmOperator, UserVmManager,
+    VmCreator) granted to a user or a group on the system, a cluster or a VM, and inherited downwards. One sees
+    one's own grants and those on what one may grant roles on; granting and revoking need the GRANT permit on
+    the scope (SuperUser: the system's administrators only). Each is recorded in the audit trail."""
+
+    queryset = Grant.objects.select_related("user", "group", "cluster", "vm")
+    serializer_class = serializers.GrantSerializer
+    filterset_class = filters.GrantFilter
+    ordering_fields = ["id", "role", "created_at"]
+
+    def get_queryset(self):
+        return access_of(self.request).grants(self.queryset)
+
+    def permit_for(self, request) -> Permit | None:
+        return None  # the grant services judge who may grant what
+
+    def perform_create(self, serializer) -> None:
+        serializer.instance = grant_role(
+            serializer.build(serializer.validated_data), access_of(self.request), self.request.user
+        )
+
+    def perform_destroy(self, instance: Grant) -> None:
+        revoke(instance, access_of(self.request), self.request.user)
+
+
+class QuotaViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    """Users' quotas: the VMs, vCPUs and memory a user's VMs may hold together, checked whenever a VM they own is
+    created or changed. Users read their own; the system's administrators set them."""
+
+    queryset = Quota.objects.select_related("user")
+    serializer_class = serializers.QuotaSerializer
+    filterset_fields = ["user"]
+    ordering_fields = ["id"]
+
+    def get_queryset(self):
+        access = access_of(self.request)
+        return self.queryset if Permit.MANAGE_SYSTEM in access.system else self.queryset.filter(user=self.request.user)
+
+    def permit_for(self, request) -> Permit | None:
+        return default_permit(request) and Permit.MANAGE_SYSTEM
+
+    def perform_create(self, serializer) -> None:
+        serializer.instance = set_quota(serializer.build(serializer.validated_data), self.request.user)
+
+    def perform_update(self, serializer) -> None:
+        serializer.instance = set_quota(serializer.build(serializer.validated_data), self.request.user)
+
+
+class UserViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+    """The users roles are granted to: all of them for those who may grant roles, oneself for the others."""
+
+    queryset = get_user_model().objects.prefetch_related("groups").order_by("username")
+    serializer_class = serializers.UserSerializer
+    filterset_fields = ["username", "is_active"]
+    ordering_fields = ["id", "username"]
+
+    def get_queryset(self):
+        return (
+            self.queryset
+            if access_of(self.request).anywhere(Permit.GRANT)
+            else self.queryset.filter(pk=self.request.user.pk)
+        )

@@ -127,6 +127,16 @@ class DomainState(enum.StrEnum):
     MISSING = "missing"
 
 
+@dataclass(frozen=True)
+class Console:
+    """Where a running domain's graphical display listens on its host: hpadmin's domains listen on the host's
+    loopback only, so a user reaches them through an SSH tunnel to the host."""
+
+    protocol: str  # "vnc" or "spice"
+    address: str
+    port: int
+
+
 class AppliedPinning(TypedDict):
     """The pinning a running domain has, as the hypervisor reports it."""
 
@@ -244,4 +254,13 @@ class Driver(Protocol):
 
     def applied_pinning(self, uri: str, name: str) -> AppliedPinning:
         """The running domain's pinning as the hypervisor applied it."""
+        ...
+
+    def reboot(self, uri: str, name: str) -> None:
+        """Restart the running domain's guest in place: same host, same pinning; ``not_found`` when the host does
+        not run it."""
+        ...
+
+    def console(self, uri: str, name: str) -> Console | None:
+        """Where the running domain's graphical display listens; None when it has none to connect to."""
         ...

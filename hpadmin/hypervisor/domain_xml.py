@@ -3,7 +3,8 @@
 Pinning lives in three places of a libvirt domain: ``<cputune>`` (vCPU, emulator and IO thread
 affinity), ``<numatune>`` (which host nodes back each guest node) and ``<memoryBacking><hugepages>``
 (page size per guest node: its ``nodeset`` counts *guest* cells, not host nodes). The same builders
-write them for a new domain and replace them in a running domain's XML for its destination.
+write them for a new domain and replace them in a running domain's XML for its destination. A running
+domain's XML also tells where its display listens (:func:`parse_console`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
-from hpadmin.hypervisor.base import DomainSpec
+from hpadmin.hypervisor.base import Console, DomainSpec
 from hpadmin.hypervisor.capabilities import format_cpuset
 
 ET.register_namespace("qemu", "http://libvirt.org/schemas/domain/qemu/1.0")
@@ -212,3 +213,19 @@ def rewrite_for_destination(xml: str, spec: DomainSpec) -> str:
         root.remove(backing)
 
     return _to_string(root)
+
+
+def parse_console(xml: str) -> Console | None:
+    """The first VNC or SPICE display of a running domain's XML: its protocol, listen address and port. None when
+    it has none reachable over TCP (no such device, no port assigned, or it listens on a UNIX socket)."""
+    for graphics in ET.fromstring(xml).iterfind("devices/graphics"):
+        port = int(graphics.get("port", "-1"))
+        listen = graphics.find("listen")
+        if graphics.get("type") not in ("vnc", "spice") or port <= 0 or graphics.get("socket"):
+            continue
+        if listen is not None and listen.get("type") in ("socket", "none"):
+            continue
+        # Without an address libvirt listens where qemu.conf says, by default the loopback.
+        address = (listen.get("address") if listen is not None else None) or graphics.get("listen") or "127.0.0.1"
+        return Console(protocol=graphics.get("type"), address=address, port=port)
+    return None

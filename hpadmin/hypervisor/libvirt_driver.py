@@ -20,6 +20,7 @@ from django.conf import settings
 
 from hpadmin.hypervisor.base import (
     AppliedPinning,
+    Console,
     DomainSpec,
     DomainState,
     HostCapabilities,
@@ -30,7 +31,7 @@ from hpadmin.hypervisor.base import (
     PowerState,
 )
 from hpadmin.hypervisor.capabilities import guest_virt_type, parse_capabilities
-from hpadmin.hypervisor.domain_xml import build_domain_xml, rewrite_for_destination
+from hpadmin.hypervisor.domain_xml import build_domain_xml, parse_console, rewrite_for_destination
 from hpadmin.hypervisor.fencing import run_fence_command
 
 # libvirt prints every error to stderr unless told otherwise; they are raised as exceptions anyway.
@@ -328,6 +329,17 @@ class LibvirtDriver:
             )
 
         return self._query(uri, name, read)
+
+    def reboot(self, uri: str, name: str) -> None:
+        dom = self._domain(uri, name)
+        try:
+            dom.reboot(0)
+        except libvirt.libvirtError as error:
+            raise _translate(error, uri, name) from error
+
+    def console(self, uri: str, name: str) -> Console | None:
+        """The display of the running domain's live XML: the port is the one QEMU was given at start."""
+        return parse_console(self._query(uri, name, lambda conn: conn.lookupByName(name).XMLDesc(0)))
 
     # -- migration -------------------------------------------------------------------------------
 

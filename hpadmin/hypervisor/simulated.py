@@ -31,6 +31,7 @@ from hpadmin.utilities.processes import is_alive, process_id
 
 from .base import (
     AppliedPinning,
+    Console,
     CpuInfo,
     DomainSpec,
     DomainState,
@@ -58,6 +59,12 @@ GUEST_CPU_UTILIZATION = 0.5
 SHAPE_PARAMETERS = frozenset(
     {"sockets", "cores", "threads", "nodes", "memory", "hp2m", "hp1g", "flags", "model", "offline", "tsc"}
 )
+#: The largest simulated host: sockets, cores per socket and threads per core each, CPUs in all, NUMA nodes (Linux
+#: numbers at most 1024) and amounts (memory in MiB, hugepages, TSC kHz: what a database integer column holds).
+MAX_PER_LEVEL = 4096
+MAX_CPUS = 32768
+MAX_NUMA_NODES = 1024
+MAX_AMOUNT = 2**31 - 1
 
 
 def host_shape_uri(name: str, **shape) -> str:
@@ -73,18 +80,27 @@ def capabilities_from_uri(uri: str) -> HostCapabilities:
     parts = urlsplit(uri)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
 
-    def number(key: str, default: int) -> int:
+    def number(key: str, default: int, low: int, high: int) -> int:
         try:
-            return int(query.get(key, default))
+            value = int(query.get(key, default))
         except ValueError:
             raise HypervisorError(f"Simulated host URI {uri}: {key} must be a whole number.", "failed") from None
+        if not low <= value <= high:
+            raise HypervisorError(f"Simulated host URI {uri}: {key} must be from {low} to {high}.", "failed")
+        return value
 
-    sockets, cores, threads = number("sockets", 1), number("cores", 4), number("threads", 1)
-    nodes, memory = number("nodes", 1), number("memory", 32768)
-    if min(sockets, cores, threads) < 1 or nodes < 0 or memory < 1:
-        raise HypervisorError(f"Simulated host URI {uri}: sockets, cores, threads and memory must be positive.")
+    sockets, cores = number("sockets", 1, 1, MAX_PER_LEVEL), number("cores", 4, 1, MAX_PER_LEVEL)
+    threads = number("threads", 1, 1, MAX_PER_LEVEL)
+    nodes, memory = number("nodes", 1, 0, MAX_NUMA_NODES), number("memory", 32768, 1, MAX_AMOUNT)
+    if sockets * cores * threads > MAX_CPUS:
+        raise HypervisorError(
+            f"Simulated host URI {uri}: {sockets * cores * threads} CPUs are too many; a simulated host has at most "
+            f"{MAX_CPUS}."
+        )
     if nodes and (nodes % sockets and sockets % nodes):
         raise HypervisorError(f"Simulated host URI {uri}: {nodes} NUMA nodes do not divide {sockets} sockets.")
+    if nodes > sockets * cores:
+        raise HypervisorError(f"Simulated host URI {uri}: {nodes} NUMA nodes need at least as many cores.")
     try:
         offline = {int(c) for c in query.get("offline", "").split(",") if c.strip()}
     except ValueError:
@@ -102,7 +118,8 @@ def capabilities_from_uri(uri: str) -> HostCapabilities:
                     node = sock * nodes // sockets + (core * max(nodes // sockets, 1)) // cores
                 cpus.append(CpuInfo(cpu_id, sock, core_id, node, cpu_id not in offline))
     cpus.sort(key=lambda c: c.id)
-    pools = {size: number(key, 0) for size, key in ((2048, "hp2m"), (1048576, "hp1g")) if number(key, 0)}
+    pools = {size: number(key, 0, 0, MAX_AMOUNT) for size, key in ((2048, "hp2m"), (1048576, "hp1g"))}
+    pools = {size: count for size, count in pools.items() if count}
     numa_nodes = tuple(
         NumaNodeInfo(
             index=i,
@@ -123,7 +140,7 @@ def capabilities_from_uri(uri: str) -> HostCapabilities:
         numa_nodes=numa_nodes,
         memory_mib=memory,
         hugepages={} if nodes else pools,
-        tsc_khz=number("tsc", 2000000),
+        tsc_khz=number("tsc", 2000000, 1, MAX_AMOUNT),
         hostname=parts.hostname or parts.netloc,
     )
 
@@ -307,6 +324,22 @@ class SimulatedDriver:
             emulator=spec.emulator_cpus,
             iothreads={i + 1: spec.iothread_cpus for i in range(spec.iothreads)},
         )
+
+    def reboot(self, uri: str, name: str) -> None:
+        """A simulated guest restarts at once: the domain keeps running where it is, as it was."""
+        self._check_reachable(uri)
+        if self._domain(uri, name).state == DomainState.MIGRATING:
+            raise HypervisorError(f"VM {name} is migrating from {uri}; reboot it once the migration ended.", "refused")
+
+    def console(self, uri: str, name: str) -> Console | None:
+        """VNC on the host's loopback, as libvirt's autoport gives it: 5900 plus the number of the host's domains
+        with a display that started before this one."""
+        self._check_reachable(uri)
+        domain = self._domain(uri, name)
+        if spec_from_json(domain.spec).headless:
+            return None
+        earlier = SimulatedDomain.objects.filter(host_uri=uri, pk__lt=domain.pk, spec__headless=False).count()
+        return Console(protocol="vnc", address="127.0.0.1", port=5900 + earlier)
 
     def abort_migration(self, src_uri: str, name: str) -> None:
         updated = SimulatedDomain.objects.filter(host_uri=src_uri, name=name).exclude(migrating_to="")

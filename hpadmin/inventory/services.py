@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from hpadmin.hypervisor.base import HostCapabilities
 from hpadmin.hypervisor.registry import get_driver
+from scheduler.core.cpuset import MAX_CPU
 
 from .models import Cluster, Host, HostCpu, HostNumaNode, HugePagePool
 
@@ -83,19 +85,32 @@ def import_capabilities(host: Host, caps: HostCapabilities) -> Host:
     return host
 
 
+def read_capabilities(uri: str) -> HostCapabilities:
+    """What the host's hypervisor reports; a ValidationError (on ``uri``) for a host whose CPUs the scheduler
+    cannot number (its CPU sets end at ``MAX_CPU``)."""
+    caps = get_driver(uri).capabilities(uri)
+    highest = max((cpu.id for cpu in caps.cpus), default=0)
+    if highest > MAX_CPU:
+        raise ValidationError(
+            {"uri": f"{uri} has CPUs up to {highest}; hpadmin schedules hosts whose CPUs are numbered 0-{MAX_CPU}."}
+        )
+    return caps
+
+
 def add_host(cluster: Cluster, name: str, uri: str) -> Host:
     """Register a host and import its topology; a host whose hypervisor does not answer is not added.
-    Raises ValidationError for a URI hpadmin may not connect to."""
+    Raises ValidationError for a URI hpadmin may not connect to, or a host it cannot schedule."""
     uri = default_uri(uri)
     Host(cluster=cluster, name=name, uri=uri).full_clean(validate_unique=False)
-    caps = get_driver(uri).capabilities(uri)
+    caps = read_capabilities(uri)
     with transaction.atomic():
         host = Host.objects.create(cluster=cluster, name=name, uri=uri)
         return import_capabilities(host, caps)
 
 
 def refresh_capabilities(host: Host) -> Host:
-    return import_capabilities(host, get_driver(host.uri).capabilities(host.uri))
+    """Read the host's topology again (ValidationError: see ``read_capabilities``)."""
+    return import_capabilities(host, read_capabilities(host.uri))
 
 
 @transaction.atomic

@@ -7,4 +7,4 @@ class OperationsConfig(AppConfig):
 
     def ready(self) -> None:
         # Beat tasks outside ``tasks`` (their modules use the services, which use ``tasks``) and receivers.
-        from . import balancing, enforcer, ha, maintenance, restoring  # noqa: F401
+        from . import balancing, enforcer, ha, logins, maintenance, restoring  # noqa: F401

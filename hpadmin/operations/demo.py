@@ -3,6 +3,7 @@ templates and a pool. Idempotent: objects are found by name and left alone when 
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 from dataclasses import dataclass
@@ -294,14 +295,19 @@ def _new_config(model, name: str, cluster: Cluster, values: dict, source=None, h
 
 
 def ensure_admin(stdout) -> None:
-    """An admin login for the embedded set-up; its password is made once and kept under var/."""
+    """An admin login for the embedded set-up; its password is made once and kept under var/, readable by its
+    owner only (a file an earlier version left readable by others is narrowed too)."""
     user_model = get_user_model()
     secret_file = settings.VAR_DIR / "admin-password.txt"
     if not user_model.objects.filter(username="admin").exists():
         password = secrets.token_urlsafe(9)
         user_model.objects.create_superuser("admin", "admin@localhost", password)
-        secret_file.write_text(password + "\n")
+        secret_file.unlink(missing_ok=True)
+        # Created with mode 0600, so that the password is never readable by others, not even for a moment.
+        with os.fdopen(os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(password + "\n")
     if secret_file.exists():
+        secret_file.chmod(0o600)
         stdout.write(f"Log in as admin with password {secret_file.read_text().strip()}")
 
 

@@ -1,4 +1,4 @@
-"""What admins and automation do to VMs: start, stop, migrate, cancel. One transaction per decision.
+"""What admins, users and automation do to VMs: start, stop, reboot, migrate, cancel. One transaction per decision.
 
 Every action on a VM takes the VM's row lock first (a locking read, or the update of its status; then its
 jobs', then the hosts'), checks the VM's status and changes it by compare-and-set, so two actions on one VM
@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
 
-from hpadmin.hypervisor.base import HypervisorError
+from hpadmin.hypervisor.base import Console, HypervisorError
 from hpadmin.hypervisor.registry import get_driver
 from hpadmin.inventory.models import Host, HostStatus
 from hpadmin.vms.models import VirtualMachine, VmStatus
@@ -46,9 +46,11 @@ __all__ = [
     "migrate_vms",
     "migration_candidates",
     "migration_plan",
+    "reboot_vm",
     "restore_settings",
     "start_vm",
     "stop_vm",
+    "vm_console",
 ]
 
 STOP_WAIT_S = 30.0  # how long a stop waits for the migration it cancelled to end
@@ -165,6 +167,41 @@ def _cancel_and_wait(job: MigrationJob, user) -> None:
                 status=409,
             )
         time.sleep(0.1)
+
+
+def reboot_vm(vm: VirtualMachine, user=None) -> VirtualMachine:
+    """Restart the running guest where it is (oVirt's RebootVm): it keeps its host and everything it holds
+    there, so nothing is scheduled. The VM's row lock keeps a stop or a migration out meanwhile."""
+    with transaction.atomic():
+        vm = _locked(vm)
+        if vm.status != VmStatus.UP:
+            raise _busy(vm, "reboot")
+        host = vm.host
+        try:
+            get_driver(host.uri).reboot(host.uri, vm.name)
+        except HypervisorError as exc:
+            raise OperationError(f"Cannot reboot VM {vm.name} on {host.name}: {exc.message}", status=409) from None
+        who = user.get_username() if _user(user) else "system"
+        events.record("vm_rebooted", f"VM {vm.name} was restarted by {who}.", user=user, vm=vm, host=host)
+    return vm
+
+
+def vm_console(vm: VirtualMachine, user=None) -> Console | None:
+    """Where the running VM's display listens on its host; None for a headless VM (or one whose host reports no
+    display). Handing it out is recorded, as oVirt records a console session."""
+    vm = VirtualMachine.objects.select_related("host").get(pk=vm.pk)
+    if vm.host is None or vm.status not in (VmStatus.UP, VmStatus.MIGRATING):
+        raise OperationError(f"VM {vm.name} has no console: it is not running.", status=409)
+    if vm.headless:
+        return None
+    try:
+        console = get_driver(vm.host.uri).console(vm.host.uri, vm.name)
+    except HypervisorError as exc:
+        raise OperationError(f"Cannot read the console of VM {vm.name}: {exc.message}", status=409) from None
+    if console is not None:
+        who = user.get_username() if _user(user) else "system"
+        events.record("vm_console_opened", f"User {who} initiated console session for VM {vm.name}.", user=user, vm=vm)
+    return console
 
 
 # -- migration ------------------------------------------------------------------------------------------------

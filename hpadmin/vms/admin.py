@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from .models import Pool, Template, VirtualMachine
+from .models import Pool, Quota, Template, VirtualMachine
 
 
 class VmConfigAdminForm(forms.ModelForm):
@@ -37,3 +37,8 @@ class TemplateAdmin(VmConfigAdmin):
 @admin.register(Pool)
 class PoolAdmin(VmConfigAdmin):
     list_display = [*VmConfigAdmin.list_display, "template", "size"]
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin):
+    list_display = ["user", "max_vms", "max_vcpus", "max_memory_mib"]

@@ -211,6 +211,31 @@ class VmConfig(models.Model):
 
     # -- placement hosts -----------------------------------------------------------------------------------------
 
+    def _save(self, *args, **kwargs) -> None:
+        if self._state.adding:
+            super().save(*args, **kwargs)
+            return
+        update_fields = kwargs.pop("update_fields", None)
+        if update_fields is None:
+            update_fields = {f.name for f in self._meta.concrete_fields if not f.primary_key} - RUNTIME_FIELDS
+        with transaction.atomic():
+            row = (
+                VirtualMachine.objects.select_for_update()
+                .filter(pk=self.pk)
+                .values("status", "next_run", *COLD_FIELDS)
+                .first()
+            )
+            if row is not None:
+                running, pending = row["status"] != VmStatus.DOWN, dict(row["next_run"])
+                for name in set(COLD_FIELDS) & set(update_fields):
+                    pending.pop(name, None)
+                    if running and getattr(self, name) != row[name]:
+                        pending[name] = getattr(self, name)
+                        setattr(self, name, row[name])
+                self.next_run = pending
+                update_fields = {*update_fields, "next_run"}
+            super().save(*args, update_fields=update_fields, **kwargs)
+
     def apply_next_run(self) -> None:
         """Apply, in memory, the changes that wait for the next start (only a VM's running guest defers any)."""
 
@@ -474,6 +499,10 @@ RUNTIME_FIELDS = frozenset(
 )
 
 
+# What a quota counts.
+QUOTA_FIELDS = frozenset({"owner", "sockets", "cores", "threads", "memory_mib"})
+
+
 class VirtualMachine(VmConfig):
     """A guest. ``host`` is where it runs; what it holds there is its active Allocation."""
 
@@ -511,30 +540,16 @@ class VirtualMachine(VmConfig):
 
     def save(self, *args, **kwargs) -> None:
         """Save an edit. The runtime fields are left as the operations layer set them; while the guest runs,
-        changes to its cold fields wait in ``next_run`` and the running values stay."""
-        if self._state.adding:
-            super().save(*args, **kwargs)
+        changes to its cold fields wait in ``next_run`` and the running values stay. A VM whose owner has a
+        quota is saved under the quota's row lock and checked again there: two saves at once cannot both pass."""
+        fields = kwargs.get("update_fields")
+        if self.owner_id and (fields is None or QUOTA_FIELDS & set(fields)):
+            with transaction.atomic():
+                if Quota.objects.select_for_update().filter(user_id=self.owner_id).exists():
+                    self.check_quota()
+                self._save(*args, **kwargs)
             return
-        update_fields = kwargs.pop("update_fields", None)
-        if update_fields is None:
-            update_fields = {f.name for f in self._meta.concrete_fields if not f.primary_key} - RUNTIME_FIELDS
-        with transaction.atomic():
-            row = (
-                VirtualMachine.objects.select_for_update()
-                .filter(pk=self.pk)
-                .values("status", "next_run", *COLD_FIELDS)
-                .first()
-            )
-            if row is not None:
-                running, pending = row["status"] != VmStatus.DOWN, dict(row["next_run"])
-                for name in set(COLD_FIELDS) & set(update_fields):
-                    pending.pop(name, None)
-                    if running and getattr(self, name) != row[name]:
-                        pending[name] = getattr(self, name)
-                        setattr(self, name, row[name])
-                self.next_run = pending
-                update_fields = {*update_fields, "next_run"}
-            super().save(*args, update_fields=update_fields, **kwargs)
+        self._save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
         return reverse("vm-detail", args=[self.pk])
@@ -593,3 +608,37 @@ class VirtualMachine(VmConfig):
             raise ValidationError({"host": "Host is not in the selected cluster."})
         if self.pool_id and self.cluster_id and self.pool.cluster_id != self.cluster_id:
             raise ValidationError({"pool": "The pool belongs to another cluster."})
+        # A new VM is made from a template of its own cluster; stopped, it may move to another one later.
+        if self._state.adding and self.template_id and self.cluster_id and self.template.cluster_id != self.cluster_id:
+            raise ValidationError({"template": "The template belongs to another cluster."})
+        self.check_quota()
+
+    def check_quota(self) -> None:
+        """The owner's VMs, this one included, stay within the owner's quota (an owner without one has none)."""
+        quota = Quota.objects.filter(user_id=self.owner_id).first() if self.owner_id else None
+        if quota is None:
+            return
+        others = VirtualMachine.objects.filter(owner_id=self.owner_id).exclude(pk=self.pk)
+        shapes = list(others.values_list("sockets", "cores", "threads", "memory_mib"))
+        held = {
+            "VMs": (len(shapes) + 1, quota.max_vms),
+            "vCPUs": (sum(s * c * t for s, c, t, _ in shapes) + self.vcpus, quota.max_vcpus),
+            "MiB of memory": (sum(m for *_, m in shapes) + self.memory_mib, quota.max_memory_mib),
+        }
+        over = [f"{total} {what} (the quota allows {limit})" for what, (total, limit) in held.items() if total > limit]
+        if over:
+            owner = self.owner.get_username()
+            raise ValidationError(f"Over {owner}'s quota: {owner}'s VMs would hold {', '.join(over)}.")
+
+
+class Quota(models.Model):
+    """What one user's VMs may hold together (oVirt's quota, per user): VMs, vCPUs and memory. The portal's
+    "Create VM" and every other change to a VM the user owns stay within it."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
+    max_vms = models.PositiveIntegerField("VMs", default=2)
+    max_vcpus = models.PositiveIntegerField("vCPUs", default=8)
+    max_memory_mib = models.PositiveIntegerField("Memory (MiB)", default=16384)
+
+    def __str__(self) -> str:
+        return f"quota of {self.user.get_username()}"

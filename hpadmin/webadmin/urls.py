@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from .access import views as access
 from .affinity import views as affinity
 from .inventory import host_actions as hosts
 from .inventory import views as inventory
@@ -57,4 +58,9 @@ urlpatterns = [
     path("affinity/labels/<int:pk>/", affinity.label_detail, name="affinity-label-detail"),
     path("affinity/labels/<int:pk>/edit/", affinity.edit, {"kind": affinity.LABELS}, name="affinity-label-edit"),
     path("affinity/labels/<int:pk>/delete/", affinity.delete, {"kind": affinity.LABELS}, name="affinity-label-delete"),
+    path("permissions/", access.permission_list, name="permission-list"),
+    path("permissions/new/", access.grant_new, name="grant-new"),
+    path("permissions/<int:pk>/remove/", access.grant_remove, name="grant-remove"),
+    path("users/", access.user_list, name="user-list"),
+    path("users/<int:pk>/quota/", access.quota_edit, name="quota-edit"),
 ]

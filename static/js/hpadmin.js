@@ -45,14 +45,20 @@
   });
 
   // NUMA pinning editor: dropping a vNUMA chip on a host node sets the chip's select, whose change event
-  // makes the editor re-render from the server with the new pinning and its verdict per host. (SortableJS
-  // fires "change" events of its own on the zones while dragging; the editor's trigger ignores them.)
+  // makes the editor re-render from the server with the new pinning and its verdict per host. SortableJS
+  // fires "change" events of its own on the zones while dragging: they stop at the zone, so that only a
+  // field's change reaches the editor's trigger.
   function initNumaZones(root) {
     root.querySelectorAll("[data-numa-zone]").forEach((zone) => {
       if (zone.classList.contains("locked") || zone.dataset.sortable) {
         return;
       }
       zone.dataset.sortable = "1";
+      zone.addEventListener("change", (event) => {
+        if (event.target === zone) {
+          event.stopPropagation();
+        }
+      });
       Sortable.create(zone, {
         group: zone.dataset.group,
         draggable: ".vnuma-chip:not(.disabled)",

@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from hpadmin.access.models import Grant
+from hpadmin.access.roles import Role
 from tests.factories import make_cluster, make_host
 
 
@@ -27,8 +29,10 @@ def api(admin_user):
 
 @pytest.fixture
 def reader(db):
-    """A signed-in user who is not an admin."""
-    return token_client(get_user_model().objects.create_user("viewer", password="pw-viewer-1234"))
+    """A read-only admin: Viewer on the whole system."""
+    user = get_user_model().objects.create_user("viewer", password="pw-viewer-1234")
+    Grant.objects.create(user=user, role=Role.VIEWER)
+    return token_client(user)
 
 
 @pytest.fixture

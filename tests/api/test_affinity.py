@@ -219,7 +219,7 @@ def test_readers_read_and_anonymous_callers_do_not(reader, anonymous, pair):
     assert reader.get(GROUPS).status_code == 200
     assert reader.post(GROUPS, {"name": "g", "cluster": pair.cluster_id}).status_code == 403
     assert reader.post(f"{GROUPS}{pair.pk}/add-vms/", {"ids": []}, format="json").status_code == 403
-    assert reader.delete(f"{LABELS}1/").status_code == 403
+    assert reader.delete(f"{LABELS}{make_label('db').pk}/").status_code == 403
     assert anonymous.get(GROUPS).status_code == 401
 
 

@@ -35,6 +35,7 @@ def test_obtain_token_with_a_wrong_password_is_400(admin_user, anonymous):
     assert "non_field_errors" in r.json()
 
 
+@pytest.mark.usefixtures("no_login_throttle")
 def test_session_sign_in_works_too(admin_user, cluster):
     client = APIClient(enforce_csrf_checks=True)
     assert client.login(username="root", password="pw-root-1234")

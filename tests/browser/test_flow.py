@@ -10,6 +10,7 @@ Runs only with HPADMIN_BROWSER_TESTS=1 (``make test-browser``); it drives Debian
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,6 +74,13 @@ def page(live_server, monkeypatch):
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # Chromium reports what the Content-Security-Policy blocked as console errors.
+        page.on(
+            "console",
+            lambda msg: errors.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None,
+        )
         yield page
         browser.close()
     assert not errors, errors
@@ -99,8 +107,17 @@ def refresh_after(page, changed: str):
     settled(page)
 
 
+def wait_until(page, expression: str, timeout_s: float = 15) -> None:
+    """Wait until the JavaScript ``expression`` holds in the page. (Playwright's wait_for_function compiles its
+    predicate inside the page, which hpadmin's Content-Security-Policy refuses: no eval. evaluate() is not.)"""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {expression}"
+        page.wait_for_timeout(50)
+
+
 def settled(page) -> None:
-    page.wait_for_function("!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
+    wait_until(page, "!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
 
 
 def drag(page, source, target) -> None:
@@ -117,7 +134,7 @@ def drag(page, source, target) -> None:
 def dialog_open(page, selector: str) -> None:
     """Wait until the dialog holding ``selector`` is shown and has stopped moving."""
     page.locator(selector).wait_for()
-    page.wait_for_function("getComputedStyle(document.querySelector('#modal .modal-dialog')).transform === 'none'")
+    wait_until(page, "getComputedStyle(document.querySelector('#modal .modal-dialog')).transform === 'none'")
 
 
 def host_section(page, name: str):

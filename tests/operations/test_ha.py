@@ -14,6 +14,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from hpadmin.access.models import Grant
+from hpadmin.access.roles import Role
 from hpadmin.hypervisor import simulated
 from hpadmin.hypervisor.base import HypervisorError
 from hpadmin.hypervisor.fencing import run_fence_command
@@ -242,6 +244,7 @@ def test_the_fence_command_is_validated_and_shown_to_admins_only(cluster, admin_
     assert h1.fence_command == command and h1.status == HostStatus.UP
 
     reader = django_user_model.objects.create_user("reader", password="x")
+    Grant.objects.create(user=reader, role=Role.VIEWER)
     api.force_authenticate(reader)
     shown = api.get(f"/api/v1/hosts/{h1.pk}/").json()
     assert "fence_command" not in shown and {"status_reason", "last_seen_at"} <= shown.keys()

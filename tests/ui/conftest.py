@@ -3,6 +3,8 @@
 import pytest
 from django.contrib.auth import get_user_model
 
+from hpadmin.access.models import Grant
+from hpadmin.access.roles import Role
 from tests.factories import make_cluster, make_host, make_vm
 
 HTMX = {"HX-Request": "true"}
@@ -46,7 +48,10 @@ def hp_vm(cluster, hosts):
 
 @pytest.fixture
 def reader(db):
-    return get_user_model().objects.create_user("reader", password="x")
+    """A read-only admin: Viewer on the whole system."""
+    user = get_user_model().objects.create_user("reader", password="x")
+    Grant.objects.create(user=user, role=Role.VIEWER)
+    return user
 
 
 @pytest.fixture

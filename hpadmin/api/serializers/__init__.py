@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .access import GrantSerializer, QuotaSerializer, UserSerializer
 from .affinity import AffinityGroupSerializer, AffinityLabelSerializer, HostIdsSerializer, VmIdsSerializer
 from .base import ErrorSerializer
 from .inventory import ClusterSerializer, HostCreateSerializer, HostSerializer
@@ -24,6 +25,7 @@ __all__ = [
     "CandidatesQuerySerializer",
     "ClusterSerializer",
     "ErrorSerializer",
+    "GrantSerializer",
     "EvacuationSerializer",
     "EventSerializer",
     "HostCreateSerializer",
@@ -36,7 +38,9 @@ __all__ = [
     "MigrateSerializer",
     "MigrationJobSerializer",
     "PoolSerializer",
+    "QuotaSerializer",
     "TemplateSerializer",
+    "UserSerializer",
     "VmIdsSerializer",
     "VirtualMachineSerializer",
 ]

@@ -11,7 +11,7 @@ from hpadmin.affinity.models import AffinityGroup, AffinityLabel
 from hpadmin.inventory.models import Host
 from hpadmin.vms.models import VirtualMachine
 
-from .base import FiniteFloatField, ValidatedModelSerializer, detail_url
+from .base import FiniteFloatField, ValidatedModelSerializer, VisiblePrimaryKeyRelatedField, detail_url
 
 
 class StagedMembersSerializer(ValidatedModelSerializer):
@@ -79,8 +79,8 @@ class AffinityLabelSerializer(StagedMembersSerializer):
 
 
 class VmIdsSerializer(serializers.Serializer):
-    ids = serializers.PrimaryKeyRelatedField(many=True, queryset=VirtualMachine.objects.all(), help_text="VM ids.")
+    ids = VisiblePrimaryKeyRelatedField(many=True, queryset=VirtualMachine.objects.all(), help_text="VM ids.")
 
 
 class HostIdsSerializer(serializers.Serializer):
-    ids = serializers.PrimaryKeyRelatedField(many=True, queryset=Host.objects.all(), help_text="Host ids.")
+    ids = VisiblePrimaryKeyRelatedField(many=True, queryset=Host.objects.all(), help_text="Host ids.")

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models, transaction
 from django.db.backends.base.operations import BaseDatabaseOperations
-from rest_framework import serializers
+from rest_framework import relations, serializers
 from rest_framework.settings import api_settings
+
+from hpadmin.access.policy import CLUSTER_PATH
+from hpadmin.access.shortcuts import access_of
 
 # Linux numbers at most 1024 NUMA nodes (NODES_SHIFT = 10).
 MAX_NUMA_NODE = 1023
@@ -34,6 +38,33 @@ class FiniteFloatField(serializers.FloatField):
         return value
 
 
+class RelatedListField(serializers.ManyRelatedField):
+    """A list of references by id. DRF's takes any iterable, so that a JSON object would pass as the list of its
+    keys: here it is refused as what it is, not a list."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
+class VisiblePrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """A reference by id that finds only what the caller may see: an id outside their view is refused as one
+    that does not exist. With ``many=True``, a ``RelatedListField`` of them."""
+
+    @classmethod
+    def many_init(cls, *args, **kwargs):
+        kept = {key: value for key, value in kwargs.items() if key in relations.MANY_RELATION_KWARGS}
+        return RelatedListField(child_relation=cls(*args, **kwargs), **kept)
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        request = self.context.get("request")
+        if request is None or queryset.model not in CLUSTER_PATH:
+            return queryset
+        return access_of(request).scope(queryset)
+
+
 class ValidatedModelSerializer(serializers.ModelSerializer):
     """A ModelSerializer whose rules are the model's: ``validate()`` builds the object as it would be saved and
     runs its ``full_clean()``, whose errors come back as field errors (``error_paths`` puts the errors of model
@@ -41,6 +72,7 @@ class ValidatedModelSerializer(serializers.ModelSerializer):
     column holds on every supported database, whatever the one in use would accept."""
 
     error_paths: dict[str, tuple[str, ...]] = {}
+    serializer_related_field = VisiblePrimaryKeyRelatedField
 
     def build_standard_field(self, field_name, model_field):
         field_class, kwargs = super().build_standard_field(field_name, model_field)

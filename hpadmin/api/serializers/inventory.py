@@ -12,7 +12,7 @@ from hpadmin.inventory.models import Cluster, Host, HostCpu, HostNumaNode, HugeP
 from hpadmin.inventory.services import add_host, default_uri, update_host
 from scheduler.models import Allocation
 
-from .base import FiniteFloatField, ValidatedModelSerializer, detail_url
+from .base import FiniteFloatField, ValidatedModelSerializer, VisiblePrimaryKeyRelatedField, detail_url
 from .operations import EvacuationProgressSerializer
 
 
@@ -187,6 +187,7 @@ class HostSerializer(ValidatedModelSerializer):
 class HostCreateSerializer(serializers.ModelSerializer):
     """Register a host: its topology is read from its hypervisor, so only where it is gets typed."""
 
+    serializer_related_field = VisiblePrimaryKeyRelatedField
     uri = serializers.CharField(
         max_length=255,
         help_text="sim://NAME?sockets=2&nodes=2… for a simulated host, qemu+tcp://HOST/system for libvirt; "

@@ -9,7 +9,7 @@ from hpadmin.inventory.models import Host
 from hpadmin.operations.models import Evacuation, Event, MigrationJob
 from hpadmin.vms.models import SuspendableSetting
 
-from .base import detail_url
+from .base import VisiblePrimaryKeyRelatedField, detail_url
 from .vms import SuspendedSettingSerializer
 
 SETTING_LABELS = dict(SuspendableSetting.choices)
@@ -77,7 +77,7 @@ class JobReferenceSerializer(serializers.ModelSerializer):
 
 
 class MigrateSerializer(serializers.Serializer):
-    host = serializers.PrimaryKeyRelatedField(
+    host = VisiblePrimaryKeyRelatedField(
         queryset=Host.objects.all(),
         required=False,
         allow_null=True,
@@ -101,9 +101,7 @@ class MigrateSerializer(serializers.Serializer):
 
 
 class CandidatesQuerySerializer(serializers.Serializer):
-    host = serializers.PrimaryKeyRelatedField(
-        queryset=Host.objects.all(), required=False, help_text="Judge only this host."
-    )
+    host = VisiblePrimaryKeyRelatedField(queryset=Host.objects.all(), required=False, help_text="Judge only this host.")
 
 
 class RejectionSerializer(serializers.Serializer):

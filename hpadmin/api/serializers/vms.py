@@ -11,7 +11,7 @@ from hpadmin.vms.numa import TUNE_MODES, parse_numa_nodes
 from hpadmin.vms.profiles import prepare_new
 from scheduler.core.cpuset import MAX_CPU
 
-from .base import MAX_INT, MAX_NUMA_NODE, ValidatedModelSerializer, detail_url
+from .base import MAX_INT, MAX_NUMA_NODE, ValidatedModelSerializer, VisiblePrimaryKeyRelatedField, detail_url
 
 
 class VNumaNodeListSerializer(serializers.ListSerializer):
@@ -40,6 +40,13 @@ class VNumaNodeSerializer(serializers.Serializer):
     class Meta:
         list_serializer_class = VNumaNodeListSerializer
 
+    def to_internal_value(self, data) -> dict:
+        node = super().to_internal_value(data)
+        # Keys this serializer does not know go on to VmConfig.clean(), whose vNUMA check refuses them by name
+        # (a serializer drops them without a word, and a client would think them applied).
+        node.update({key: value for key, value in data.items() if key not in self.fields})
+        return node
+
 
 class PlacementPolicySerializer(serializers.Serializer):
     """oVirt's placement_policy: the migration mode (affinity) and the hosts the VM starts running on."""
@@ -50,7 +57,7 @@ class PlacementPolicySerializer(serializers.Serializer):
         required=False,
         help_text="migratable: manual and automatic; user_migratable: manual only; pinned: never migrated.",
     )
-    hosts = serializers.PrimaryKeyRelatedField(
+    hosts = VisiblePrimaryKeyRelatedField(
         many=True, queryset=Host.objects.all(), source="placement_hosts", required=False
     )
 
@@ -186,7 +193,13 @@ class VirtualMachineSerializer(VmConfigSerializer):
             "created_at",
         ]
         fields = [*CONFIG_FIELDS, "template", "pool", "owner", *read_only_fields]
-        extra_kwargs = {"cluster": {"required": False, "help_text": "Default: the template's or pool's cluster."}}
+        extra_kwargs = {
+            "cluster": {"required": False, "help_text": "Default: the template's or pool's cluster."},
+            "owner": {
+                "default": serializers.CreateOnlyDefault(serializers.CurrentUserDefault()),
+                "help_text": "Holds UserVmManager on the VM; its VMs stay within its quota. Default: the creator.",
+            },
+        }
 
     def source_config(self, attrs: dict) -> VmConfig | None:
         return attrs.get("pool") or attrs.get("template")

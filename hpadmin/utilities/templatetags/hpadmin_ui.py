@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import template
+from django.template.defaultfilters import pluralize
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
@@ -81,13 +82,47 @@ def vnuma_summary(numa_nodes) -> str:
     """'2 vNUMA, pinned' for a VM's stored vNUMA nodes; '' when it has none."""
     if not numa_nodes:
         return ""
-    pinned = any(n.get("pinned_to") or any((n.get("pinned_to_by_host") or {}).values()) for n in numa_nodes)
-    return f"{len(numa_nodes)} vNUMA" + (", pinned" if pinned else "")
+    return f"{len(numa_nodes)} vNUMA" + (", pinned" if _vnuma_pinned(numa_nodes) else "")
+
+
+def _vnuma_pinned(numa_nodes) -> bool:
+    return any(n.get("pinned_to") or any((n.get("pinned_to_by_host") or {}).values()) for n in numa_nodes)
+
+
+# How each CPU pinning policy places a VM's vCPUs, for people who do not know oVirt's policy names.
+VCPU_WORDS = {
+    "none": "{n} shared vCPU{s}",
+    "manual": "{n} vCPU{s} pinned to chosen host CPUs",
+    "dedicated": "{n} dedicated vCPU{s}",
+    "isolate_threads": "{n} dedicated vCPU{s}, one per host core",
+    "resize_and_pin_numa": "{n} vCPU{s} sized to the host, pinned",
+}
+# Under these policies the scheduler pins the vNUMA nodes itself when it places the VM.
+POLICIES_PINNING_NUMA = frozenset({"dedicated", "isolate_threads", "resize_and_pin_numa"})
+
+
+@register.filter
+def pinning_words(config) -> str:
+    """A VM's pinning in a line: '4 dedicated vCPUs, 2 vNUMA nodes pinned to host nodes, 1 GiB hugepages'."""
+    words = [VCPU_WORDS[config.cpu_pinning_policy].format(n=config.vcpus, s=pluralize(config.vcpus))]
+    if nodes := config.numa_nodes:
+        pinned = _vnuma_pinned(nodes) or config.cpu_pinning_policy in POLICIES_PINNING_NUMA
+        words.append(f"{len(nodes)} vNUMA node{pluralize(len(nodes))}" + (" pinned to host nodes" if pinned else ""))
+    if config.hugepage_kib:
+        words.append(f"{kib_page(config.hugepage_kib)} hugepages")
+    return ", ".join(words)
 
 
 @register.filter
 def percent(value) -> int:
     return max(0, min(100, round(float(value or 0))))
+
+
+@register.filter
+def minutes(value) -> str:
+    """A timedelta in whole minutes: 15 minutes -> '15 minutes', 1 minute -> '1 minute'."""
+    count = max(1, round(value.total_seconds() / 60))
+    return f"{count} minute{'s' if count != 1 else ''}"
 
 
 PLAIN = "light border"

@@ -9,17 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from hpadmin.access.roles import Permit
+from hpadmin.access.shortcuts import access_of, admin_required, get_visible, limit_choices
 from hpadmin.affinity.models import AffinityGroup, AffinityLabel
 from hpadmin.operations import audit
 from hpadmin.utilities.htmx import client_redirect, render_two_ways, wants_partial
 from hpadmin.utilities.lists import sorted_page
-from hpadmin.utilities.views import staff_required
 
 from .forms import AffinityGroupFilterForm, AffinityGroupForm, AffinityLabelFilterForm, AffinityLabelForm
 from .viewmodels import group_members, group_rows, label_groups, label_rows
@@ -38,10 +39,11 @@ class Kind:
     form: type[AffinityGroupForm] | type[AffinityLabelForm]
     slug: str
     label: str
+    permit: Permit  # to create, change or remove one
 
 
-GROUPS = Kind(AffinityGroup, AffinityGroupForm, "affinity-group", "Affinity group")
-LABELS = Kind(AffinityLabel, AffinityLabelForm, "affinity-label", "Affinity label")
+GROUPS = Kind(AffinityGroup, AffinityGroupForm, "affinity-group", "Affinity group", Permit.MANAGE_CLUSTER)
+LABELS = Kind(AffinityLabel, AffinityLabelForm, "affinity-label", "Affinity label", Permit.MANAGE_SYSTEM)
 
 
 def dialog(request, template: str, context: dict, status: int = 200):
@@ -71,21 +73,22 @@ GROUP_SORTS = {
 
 
 @require_safe
-@login_required
+@admin_required
 def group_list(request):
-    form = AffinityGroupFilterForm(request.GET)
-    context = {"form": form, **sorted_page(request, form.filter(group_rows()), GROUP_SORTS, "-priority")}
+    form = limit_choices(AffinityGroupFilterForm(request.GET), request)
+    rows = access_of(request).scope(group_rows())
+    context = {"form": form, **sorted_page(request, form.filter(rows), GROUP_SORTS, "-priority")}
     return render_two_ways(
         request, "hpadmin/affinity_group_list.html", "hpadmin/htmx/affinity_group_table.html", context
     )
 
 
 @require_safe
-@login_required
+@admin_required
 def group_detail(request, pk: int):
     """The group's rules and members, labels with what they stand for in its cluster; for a managed group, why
     each member is there."""
-    group = get_object_or_404(AffinityGroup.objects.select_related("cluster"), pk=pk)
+    group = get_visible(request, AffinityGroup.objects.select_related("cluster"), pk=pk)
     context = {"group": group, **group_members(group)}
     return render(request, "hpadmin/affinity_group_detail.html", context)
 
@@ -96,24 +99,26 @@ LABEL_SORTS = {"name": "name", "vms": "vm_count", "hosts": "host_count", "groups
 
 
 @require_safe
-@login_required
+@admin_required
 def label_list(request):
     form = AffinityLabelFilterForm(request.GET)
-    context = {"form": form, **sorted_page(request, form.filter(label_rows()), LABEL_SORTS, "name")}
+    rows = access_of(request).scope(label_rows())
+    context = {"form": form, **sorted_page(request, form.filter(rows), LABEL_SORTS, "name")}
     return render_two_ways(
         request, "hpadmin/affinity_label_list.html", "hpadmin/htmx/affinity_label_table.html", context
     )
 
 
 @require_safe
-@login_required
+@admin_required
 def label_detail(request, pk: int):
     """The label's VMs and hosts (of every cluster) and the groups that name it."""
-    label = get_object_or_404(AffinityLabel, pk=pk)
+    label = get_visible(request, AffinityLabel.objects.all(), pk=pk)
+    access = access_of(request)
     context = {
         "label": label,
-        "vms": label.vms.select_related("cluster", "host").order_by("name"),
-        "hosts": label.hosts.select_related("cluster").order_by("name"),
+        "vms": access.scope(label.vms.select_related("cluster", "host")).order_by("name"),
+        "hosts": access.scope(label.hosts.select_related("cluster")).order_by("name"),
         "groups": label_groups(label),
     }
     return render(request, "hpadmin/affinity_label_detail.html", context)
@@ -122,17 +127,22 @@ def label_detail(request, pk: int):
 # -- New, Edit, Delete of both -----------------------------------------------------------------------------------
 
 
-@staff_required
+@admin_required
 def edit(request, kind: Kind, pk: int | None = None):
     """New or Edit: the model's ``clean()`` judges the members chosen, its errors next to their fields. A new
     group's VMs and hosts follow the cluster chosen."""
-    instance = get_object_or_404(kind.model, pk=pk) if pk else kind.model()
+    if pk:
+        instance = get_visible(request, kind.model.objects.all(), kind.permit, pk=pk)
+    else:
+        if not access_of(request).anywhere(kind.permit):
+            raise PermissionDenied(f"You may not create {kind.label.lower()}s.")
+        instance = kind.model()
     if refused := refused_if_managed(request, instance):
         return refused
     url = request.path
     if request.method == "POST":
         before = audit.snapshot(instance) if pk else None  # before the form writes the input onto the instance
-        form = kind.form(request.POST, instance=instance, url=url)
+        form = limit_choices(kind.form(request.POST, instance=instance, url=url), request, cluster=kind.permit)
         if form.is_valid():
             with transaction.atomic():
                 obj = form.save()
@@ -140,21 +150,23 @@ def edit(request, kind: Kind, pk: int | None = None):
             messages.success(request, f"{kind.label} {obj.name} {'saved' if pk else 'created'}.")
             return client_redirect(request, reverse(f"{kind.slug}-detail", args=[obj.pk]))
     elif request.GET.get("_changed") == "cluster" and kind is GROUPS and not pk:
-        form = AffinityGroupForm.refreshed(request.GET, instance=instance, url=url)
+        form = limit_choices(
+            AffinityGroupForm.refreshed(request.GET, instance=instance, url=url), request, cluster=kind.permit
+        )
         if wants_partial(request):
             return render(request, "hpadmin/htmx/affinity_group_fields.html", {"form": form})
     else:
         initial = {"cluster": request.GET["cluster"]} if kind is GROUPS and request.GET.get("cluster") else {}
-        form = kind.form(instance=instance, initial=initial, url=url)
+        form = limit_choices(kind.form(instance=instance, initial=initial, url=url), request, cluster=kind.permit)
     title = f"Edit {kind.label} {instance.name}" if pk else f"New {kind.label}"
     context = {"form": form, "kind": kind, "object": instance if pk else None, "title": title, "url": url}
     return dialog(request, f"hpadmin/htmx/{kind.slug.replace('-', '_')}_form.html", context)
 
 
-@staff_required
+@admin_required
 def delete(request, kind: Kind, pk: int):
     """Delete: a confirmation naming what the group or label holds."""
-    obj = get_object_or_404(kind.model, pk=pk)
+    obj = get_visible(request, kind.model.objects.all(), kind.permit, pk=pk)
     if refused := refused_if_managed(request, obj):
         return refused
     if request.method == "POST":

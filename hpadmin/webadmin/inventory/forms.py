@@ -14,6 +14,13 @@ class ClusterFilterForm(ListFilterForm):
     search_fields = ("name__icontains", "description__icontains")
 
 
+class SearchForm(forms.Form):
+    """The search box: part of a name. Django's CharField refuses a NUL byte, which no name holds and PostgreSQL
+    refuses in a query."""
+
+    q = forms.CharField(required=False, label="Search")
+
+
 class HostFilterForm(ListFilterForm):
     cluster = forms.ModelChoiceField(Cluster.objects.all(), required=False, empty_label="Any cluster")
     status = forms.ChoiceField(choices=with_any(HostStatus.choices, "Any status"), required=False)

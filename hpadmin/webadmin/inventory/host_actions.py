@@ -8,13 +8,13 @@ of the services (``OperationError``, a hypervisor's error) are shown in the dial
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 
+from hpadmin.access.roles import Permit
+from hpadmin.access.shortcuts import access_of, admin_required, get_visible, limit_choices
 from hpadmin.hypervisor.base import HypervisorError
 from hpadmin.inventory.models import Host, HostStatus
 from hpadmin.inventory.services import add_host, refresh_capabilities, update_host
@@ -23,7 +23,6 @@ from hpadmin.operations.errors import OperationError
 from hpadmin.operations.maintenance import activate_host, maintenance_preview, remove_host, start_maintenance
 from hpadmin.operations.models import EvacuationState
 from hpadmin.utilities.htmx import back_to, client_redirect, render_partial, render_two_ways
-from hpadmin.utilities.views import staff_required
 
 from .forms import HostEditForm, HostForm, MaintenanceForm
 
@@ -55,11 +54,11 @@ def host_state(host: Host) -> dict:
 
 
 @require_safe
-@login_required
+@admin_required
 def host_status(request, pk: int):
     """The host's status, actions and evacuation; polled while an evacuation runs, 286 once it has ended, with a
     ``host-changed`` event that makes the page show what the host holds now."""
-    host = get_object_or_404(Host.objects.select_related("cluster"), pk=pk)
+    host = get_visible(request, Host.objects.select_related("cluster"), pk=pk)
     context = host_state(host)
     response = render_partial(request, "hpadmin/htmx/host_status.html", context)
     if context["evacuation"] is not None:
@@ -71,12 +70,14 @@ def host_status(request, pk: int):
 # -- New, Edit, Refresh ------------------------------------------------------------------------------------------
 
 
-@staff_required
+@admin_required
 def host_new(request):
     """New host: its topology is imported from its hypervisor. A URI hpadmin may not use, or a hypervisor that
     does not answer, is an error next to the URI."""
+    if not access_of(request).anywhere(Permit.MANAGE_CLUSTER):
+        raise PermissionDenied("You may not add hosts.")
     if request.method == "POST":
-        form = HostForm(request.POST)
+        form = limit_choices(HostForm(request.POST), request, cluster=Permit.MANAGE_CLUSTER)
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -90,19 +91,23 @@ def host_new(request):
                 messages.success(request, f"Host {host.name} added.")
                 return client_redirect(request, host.get_absolute_url())
     else:
-        form = HostForm(initial={"cluster": request.GET.get("cluster")})
+        form = limit_choices(
+            HostForm(initial={"cluster": request.GET.get("cluster")}), request, cluster=Permit.MANAGE_CLUSTER
+        )
     context = {"form": form, "title": "New Host", "url": reverse("host-new")}
-    return dialog(request, "hpadmin/htmx/host_form.html", context)
+    return dialog(request, "hpadmin/htmx/form_dialog.html", context)
 
 
-@staff_required
+@admin_required
 def host_edit(request, pk: int):
     """Edit host: name, fence command, and the cluster while the host is in maintenance."""
-    host = get_object_or_404(Host.objects.select_related("cluster"), pk=pk)
+    host = get_visible(request, Host.objects.select_related("cluster"), Permit.MANAGE_CLUSTER, pk=pk)
     url, title = reverse("host-edit", args=[pk]), f"Edit Host {host.name}"
     if request.method == "POST":
         before = audit.snapshot(host)  # before the form writes the input onto the host
-        form = HostEditForm(request.POST, instance=host, user=request.user)
+        form = limit_choices(
+            HostEditForm(request.POST, instance=host, user=request.user), request, cluster=Permit.MANAGE_CLUSTER
+        )
         if form.is_valid():
             try:
                 update_host(host, form.changed_data)
@@ -113,21 +118,23 @@ def host_edit(request, pk: int):
                 messages.success(request, f"Host {host.name} saved.")
                 return client_redirect(request, host.get_absolute_url())
     else:
-        form = HostEditForm(instance=host, user=request.user)
+        form = limit_choices(HostEditForm(instance=host, user=request.user), request, cluster=Permit.MANAGE_CLUSTER)
     context = {"form": form, "title": title, "url": url}
-    return dialog(request, "hpadmin/htmx/host_form.html", context)
+    return dialog(request, "hpadmin/htmx/form_dialog.html", context)
 
 
 @require_POST
-@staff_required
+@admin_required
 def host_refresh(request, pk: int):
     """Read the host's topology from its hypervisor again."""
-    host = get_object_or_404(Host, pk=pk)
+    host = get_visible(request, Host.objects.all(), Permit.MANAGE_CLUSTER, pk=pk)
     before = audit.snapshot(host)
     try:
         refresh_capabilities(host)
     except HypervisorError as exc:
         messages.error(request, f"Failed to refresh the capabilities of host {host.name}. {exc.message}")
+    except ValidationError as exc:
+        messages.error(request, f"Failed to refresh the capabilities of host {host.name}. {' '.join(exc.messages)}")
     else:
         audit.record_capabilities_refreshed(host, before, request.user)
         messages.success(request, f"Successfully refreshed the capabilities of host {host.name}.")
@@ -137,12 +144,12 @@ def host_refresh(request, pk: int):
 # -- Maintenance, Activate, Remove -------------------------------------------------------------------------------
 
 
-@staff_required
+@admin_required
 def host_maintenance(request, pk: int):
     """The Maintenance dialog: where each VM of the host will go (its moves planned together), the VMs that
     would stay and why, and oVirt's warning that HP and pinned VMs may run slower where they go; a running
     "Do not allow migration" VM blocks it, with oVirt's message. OK starts the maintenance."""
-    host = get_object_or_404(Host.objects.select_related("cluster"), pk=pk)
+    host = get_visible(request, Host.objects.select_related("cluster"), Permit.MANAGE_CLUSTER, pk=pk)
     form = MaintenanceForm(request.POST if request.method == "POST" else None)
     error = None
     if request.method == "POST" and form.is_valid():
@@ -170,10 +177,10 @@ def host_maintenance(request, pk: int):
 
 
 @require_POST
-@staff_required
+@admin_required
 def host_activate(request, pk: int):
     """Bring the host back up; a maintenance in progress is cancelled with the migrations still to run."""
-    host = get_object_or_404(Host, pk=pk)
+    host = get_visible(request, Host.objects.all(), Permit.MANAGE_CLUSTER, pk=pk)
     try:
         activate_host(host, user=request.user)
     except OperationError as exc:
@@ -183,10 +190,10 @@ def host_activate(request, pk: int):
     return back_to(request, host.get_absolute_url())
 
 
-@staff_required
+@admin_required
 def host_remove(request, pk: int):
     """Remove host: a confirmation; only a host in maintenance that holds nothing may go."""
-    host = get_object_or_404(Host, pk=pk)
+    host = get_visible(request, Host.objects.all(), Permit.MANAGE_CLUSTER, pk=pk)
     error = None
     if request.method == "POST":
         try:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, F, Q, QuerySet
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_safe
 
+from hpadmin.access.shortcuts import access_of, admin_required, get_visible, limit_choices
 from hpadmin.inventory.models import Cluster, Host, HostNumaNode, HostStatus
 from hpadmin.operations.models import Event, MigrationJob
 from hpadmin.utilities.htmx import render_two_ways
@@ -20,7 +21,7 @@ from hpadmin.vms.models import OptimizedFor, Pool, Template, VirtualMachine, VmS
 from hpadmin.webadmin.affinity.viewmodels import memberships
 from scheduler.models import Allocation
 
-from .forms import ClusterFilterForm, HostFilterForm
+from .forms import ClusterFilterForm, HostFilterForm, SearchForm
 from .host_actions import host_state
 from .topology import attach_usage, host_topology, node_usage
 
@@ -30,8 +31,12 @@ from .topology import attach_usage, host_topology, node_usage
 @require_safe
 @login_required
 def overview(request):
-    """Clusters with their host and VM counts by state, migrations in progress and the latest events."""
-    clusters = Cluster.objects.annotate(
+    """Clusters with their host and VM counts by state, migrations in progress and the latest events; users
+    without an admin role land in their portal."""
+    access = access_of(request)
+    if not access.is_admin:
+        return redirect("portal-home")
+    clusters = access.scope(Cluster.objects.all()).annotate(
         host_count=subquery_count(Host.objects.all(), "cluster"),
         hosts_up=subquery_count(Host.objects.filter(status=HostStatus.UP), "cluster"),
         vm_count=subquery_count(VirtualMachine.objects.all(), "cluster"),
@@ -40,17 +45,20 @@ def overview(request):
     )
     context = {
         "clusters": clusters,
-        "jobs": MigrationJob.objects.active().select_related("vm", "source", "destination")[:10],
-        "events": Event.objects.select_related("vm", "host")[:10],
+        "jobs": access.scope(MigrationJob.objects.active()).select_related("vm", "source", "destination")[:10],
+        "events": access.scope(Event.objects.select_related("vm", "host"))[:10],
     }
     return render(request, "hpadmin/overview.html", context)
 
 
 @require_safe
-@login_required
+@admin_required
 def search(request):
-    """Everything whose name contains the query; a single hit opens at once."""
-    q = request.GET.get("q", "").strip()
+    """Everything whose name contains the query; a single hit opens at once. A query no name can hold is 400."""
+    form = SearchForm(request.GET)
+    if not form.is_valid():
+        return render(request, "hpadmin/search.html", {"form": form, "q": "", "groups": []}, status=400)
+    q = form.cleaned_data["q"]
     groups = []
     if q:
         for label, model in (
@@ -60,12 +68,12 @@ def search(request):
             ("Templates", Template),
             ("Pools", Pool),
         ):
-            hits = list(model.objects.filter(name__icontains=q).order_by("name")[:20])
+            hits = list(access_of(request).scope(model.objects.filter(name__icontains=q)).order_by("name")[:20])
             if hits:
                 groups.append((label, hits))
         if len(groups) == 1 and len(groups[0][1]) == 1:
             return redirect(groups[0][1][0])
-    return render(request, "hpadmin/search.html", {"q": q, "groups": groups})
+    return render(request, "hpadmin/search.html", {"form": form, "q": q, "groups": groups})
 
 
 # -- clusters ----------------------------------------------------------------------------------------------------
@@ -75,14 +83,18 @@ CLUSTER_SORTS = {"name": "name", "hosts": "host_count", "vms": "vm_count", "poli
 
 
 @require_safe
-@login_required
+@admin_required
 def cluster_list(request):
     form = ClusterFilterForm(request.GET)
-    queryset = Cluster.objects.annotate(
-        host_count=subquery_count(Host.objects.all(), "cluster"),
-        hosts_up=subquery_count(Host.objects.filter(status=HostStatus.UP), "cluster"),
-        vm_count=subquery_count(VirtualMachine.objects.all(), "cluster"),
-        vms_up=subquery_count(VirtualMachine.objects.exclude(status=VmStatus.DOWN), "cluster"),
+    queryset = (
+        access_of(request)
+        .scope(Cluster.objects.all())
+        .annotate(
+            host_count=subquery_count(Host.objects.all(), "cluster"),
+            hosts_up=subquery_count(Host.objects.filter(status=HostStatus.UP), "cluster"),
+            vm_count=subquery_count(VirtualMachine.objects.all(), "cluster"),
+            vms_up=subquery_count(VirtualMachine.objects.exclude(status=VmStatus.DOWN), "cluster"),
+        )
     )
     context = {"form": form, **sorted_page(request, form.filter(queryset), CLUSTER_SORTS, "name")}
     return render_two_ways(request, "hpadmin/cluster_list.html", "hpadmin/htmx/cluster_table.html", context)
@@ -92,9 +104,9 @@ CLUSTER_PAGE_HOSTS = 20  # the host list, filtered by cluster, shows them all
 
 
 @require_safe
-@login_required
+@admin_required
 def cluster_detail(request, pk: int):
-    cluster = get_object_or_404(Cluster, pk=pk)
+    cluster = get_visible(request, Cluster.objects.all(), pk=pk)
     hosts_by_status = dict(cluster.hosts.values_list("status").annotate(n=Count("pk")))
     vm_counts = {
         row["optimized_for"]: row
@@ -141,19 +153,20 @@ def host_queryset() -> QuerySet:
 
 
 @require_safe
-@login_required
+@admin_required
 def host_list(request):
-    form = HostFilterForm(request.GET)
-    context = {"form": form, **sorted_page(request, form.filter(host_queryset()), HOST_SORTS, "name")}
+    form = limit_choices(HostFilterForm(request.GET), request)
+    queryset = access_of(request).scope(host_queryset())
+    context = {"form": form, **sorted_page(request, form.filter(queryset), HOST_SORTS, "name")}
     attach_usage(context["rows"])
     return render_two_ways(request, "hpadmin/host_list.html", "hpadmin/htmx/host_table.html", context)
 
 
 @require_safe
-@login_required
+@admin_required
 def host_detail(request, pk: int):
-    host = get_object_or_404(
-        Host.objects.select_related("cluster").prefetch_related("cpus", "numa_nodes", "hugepage_pools"), pk=pk
+    host = get_visible(
+        request, Host.objects.select_related("cluster").prefetch_related("cpus", "numa_nodes", "hugepage_pools"), pk=pk
     )
     allocations = list(Allocation.objects.filter(host=host).select_related("vm").order_by("vm__name"))
     usage = node_usage(host, allocations)

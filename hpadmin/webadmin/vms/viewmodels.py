@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.utils.text import capfirst
 
+from hpadmin.access.policy import Access
+from hpadmin.access.roles import Permit
 from hpadmin.inventory.models import Host
 from hpadmin.operations.services import migration_candidates
 from hpadmin.operations.specs import domain_spec
@@ -33,12 +35,14 @@ class Kind:
     slug: str
     label: str
     plural: str
+    create_permit: Permit  # on the cluster it is created in
+    edit_permit: Permit
 
 
 KINDS = {
-    "vms": Kind(VirtualMachine, "vm", "Virtual machine", "Virtual machines"),
-    "templates": Kind(Template, "template", "Template", "Templates"),
-    "pools": Kind(Pool, "pool", "Pool", "Pools"),
+    "vms": Kind(VirtualMachine, "vm", "Virtual machine", "Virtual machines", Permit.CREATE_VM, Permit.EDIT_VM),
+    "templates": Kind(Template, "template", "Template", "Templates", Permit.MANAGE_CLUSTER, Permit.MANAGE_CLUSTER),
+    "pools": Kind(Pool, "pool", "Pool", "Pools", Permit.MANAGE_CLUSTER, Permit.MANAGE_CLUSTER),
 }
 
 
@@ -311,13 +315,13 @@ def numa_editor(config: VmConfig, hosts: list, form: NumaPinningForm) -> dict:
 SETTING_LABELS = dict(SuspendableSetting.choices)
 
 
-def destination_rows(vms: list[VirtualMachine]) -> tuple[list[dict], list[dict], list[VirtualMachine]]:
+def destination_rows(vms: list[VirtualMachine], access: Access) -> tuple[list[dict], list[dict], list[VirtualMachine]]:
     """Every host of the VMs' cluster (one: see ``migration_plan``) with the scheduler's verdict for all of
     them: eligible ones by rank, those that take some VMs only with settings suspended (``suspended``: the
     VM, the setting's label and why) after every host that takes them whole, refused ones with each filter's
     reason (prefixed by the VM when several are migrated). The VMs' own hosts (``own``: placement host, or
     the source) come before the others. Last, the VMs no host takes: without them the automatic choice can
-    place each VM, even where no one host takes all."""
+    place each VM, even where no one host takes all. Only the hosts the user may see are listed."""
     placement = {host.pk for vm in vms for host in vm.placement_hosts.all()}
     sources = {vm.host_id for vm in vms}
     rows: dict[int, dict] = {}
@@ -326,7 +330,7 @@ def destination_rows(vms: list[VirtualMachine]) -> tuple[list[dict], list[dict],
         verdicts = migration_candidates(vm)
         if not any(verdict.eligible for verdict in verdicts):
             homeless.append(vm)
-        for verdict in verdicts:
+        for verdict in access.visible_verdicts(verdicts):
             host = verdict.host
             own = "placement host" if host.pk in placement else "source" if host.pk in sources else ""
             row = rows.setdefault(host.pk, {"host": host, "own": own, "ranks": [], "reasons": [], "suspended": []})

@@ -7,6 +7,7 @@ profile when the type changes and lays the vNUMA nodes out for the NUMA tab's no
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cached_property
 
 from django import forms
@@ -118,7 +119,8 @@ class VmConfigForm(forms.ModelForm):
         fields = CONFIG_FIELDS
         field_classes = {"placement_hosts": HostChoiceField}
 
-    def __init__(self, *args, url: str = "", **kwargs):
+    def __init__(self, *args, url: str = "", scope: Callable[[forms.Form], object] | None = None, **kwargs):
+        """``scope`` narrows the model choices to what the user may pick (``access.shortcuts.limit_choices``)."""
         super().__init__(*args, **kwargs)
         instance = self.instance
         if "start_running_on" not in self.initial:
@@ -127,7 +129,7 @@ class VmConfigForm(forms.ModelForm):
         self.initial.setdefault("numa_node_count", len(instance.numa_nodes or []))
         modes = {node.get("tune_mode", "strict") for node in instance.numa_nodes or []}
         self.initial.setdefault("numa_tune_mode", modes.pop() if len(modes) == 1 else "strict")
-        cluster_id = self._value("cluster") or instance.cluster_id
+        cluster_id = self._cluster_id() or instance.cluster_id
         hosts = Host.objects.annotate(numa_count=Count("numa_nodes")).order_by("name")
         self.fields["placement_hosts"].queryset = hosts.filter(cluster_id=cluster_id) if cluster_id else hosts.none()
         self.fields["placement_hosts"].widget.attrs["size"] = 8
@@ -143,6 +145,8 @@ class VmConfigForm(forms.ModelForm):
                 self.fields[name].help_text = text
         for name, label in LABELS.items():
             self.fields[name].label = label
+        if scope is not None:
+            scope(self)
         for name, label in EMPTY_CHOICES.items():
             if name in self.fields:
                 field = self.fields[name]
@@ -166,11 +170,15 @@ class VmConfigForm(forms.ModelForm):
             out.append({"key": key, "label": label, "fields": fields, "errors": any(f.errors for f in fields)})
         return out
 
-    def _value(self, name: str):
-        if self.is_bound:
-            return self.data.get(self.add_prefix(name)) or None
-        value = self.initial.get(name)
-        return getattr(value, "pk", value)
+    def _cluster_id(self) -> int | None:
+        """The cluster chosen so far, from the input or the initial values; one that is not an id is none (the
+        cluster field's own check says why)."""
+        value = self.data.get(self.add_prefix("cluster")) if self.is_bound else self.initial.get("cluster")
+        value = getattr(value, "pk", value)
+        try:
+            return int(value) if value else None
+        except (TypeError, ValueError):
+            return None
 
     def _style(self, url: str) -> None:
         for name, field in self.fields.items():
@@ -238,11 +246,13 @@ class VmConfigForm(forms.ModelForm):
     # -- re-rendering from what the admin typed --------------------------------------------------------------
 
     @classmethod
-    def refreshed(cls, data, *, instance: VmConfig, changed: str, url: str) -> tuple[VmConfigForm, str, list[Change]]:
+    def refreshed(
+        cls, data, *, instance: VmConfig, changed: str, url: str, scope: Callable[[forms.Form], object] | None = None
+    ) -> tuple[VmConfigForm, str, list[Change]]:
         """An unbound dialog showing ``data`` after field ``changed`` changed: a new type applies its profile, a
         template hands down its configuration, a pinning setting may change the migration mode. Values that do
         not parse stay as typed. Returns the form, a heading for the note and the changes with their reasons."""
-        probe = cls(data, instance=instance, url=url)
+        probe = cls(data, instance=instance, url=url, scope=scope)
         values, parsed = {}, {}
         for name, field in probe.fields.items():
             if field.disabled:
@@ -284,7 +294,7 @@ class VmConfigForm(forms.ModelForm):
             heading = "Migration mode follows the pinning settings" if changes else ""
         for change in changes:
             values[change.field] = change.value
-        return cls(instance=instance, initial=values, url=url), heading, changes
+        return cls(instance=instance, initial=values, url=url, scope=scope), heading, changes
 
     # -- after validation ------------------------------------------------------------------------------------
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.shortcuts import get_object_or_404
+from django.core.exceptions import PermissionDenied
 from django.views.decorators.http import require_POST
 
+from hpadmin.access.roles import Permit
+from hpadmin.access.shortcuts import access_of, admin_required, get_visible, get_visible_all, limit_choices, require
 from hpadmin.operations.errors import OperationError
 from hpadmin.operations.services import (
     affinity_closure_of,
@@ -16,18 +18,25 @@ from hpadmin.operations.services import (
     stop_vm,
 )
 from hpadmin.utilities.htmx import back_to, client_redirect, render_two_ways
-from hpadmin.utilities.views import staff_required
 from hpadmin.vms.models import VirtualMachine
 from hpadmin.webadmin.vms.forms.migrate import MigrateForm
 from hpadmin.webadmin.vms.viewmodels import degraded_policy_note, destination_rows, suspensions
 
 
-@staff_required
+@admin_required
 def migrate(request):
     """The Migrate dialog for the selected VMs: the ones that can move, with the automatic choice (recommended)
     or a host the scheduler judged for all of them, and the ones that stay, each with why. A host that takes
     some of them only with settings suspended asks for confirmation first, naming the settings."""
-    form = MigrateForm(request.POST if request.method == "POST" else request.GET)
+    data = request.POST if request.method == "POST" else request.GET
+    access = access_of(request)
+    for vm in get_visible_all(request, VirtualMachine.objects.all(), data.getlist("vm")):
+        require(request, Permit.MIGRATE, vm)
+    if not access.anywhere(Permit.MIGRATE):
+        raise PermissionDenied("You may not migrate VMs.")
+    form = limit_choices(
+        MigrateForm(request.POST if request.method == "POST" else request.GET), request, vm=Permit.MIGRATE
+    )
     valid = form.is_valid()
     vms = list(form.cleaned_data.get("vm") or [])
     error = None
@@ -61,7 +70,7 @@ def migrate(request):
                 return back_to(request, "/")
     movable, skipped = migration_plan(vms, force=True)
     closure = [vm for vm in affinity_closure_of(movable) if vm not in movable] if movable else []
-    eligible, refused, homeless = destination_rows(movable) if movable else ([], [], [])
+    eligible, refused, homeless = destination_rows(movable, access) if movable else ([], [], [])
     context = {
         "form": form,
         "vms": vms,
@@ -79,9 +88,9 @@ def migrate(request):
 
 
 @require_POST
-@staff_required
+@admin_required
 def vm_start(request, pk: int):
-    vm = get_object_or_404(VirtualMachine, pk=pk)
+    vm = get_visible(request, VirtualMachine.objects.all(), Permit.OPERATE, pk=pk)
     try:
         vm = start_vm(vm, user=request.user)
     except OperationError as exc:
@@ -92,9 +101,9 @@ def vm_start(request, pk: int):
 
 
 @require_POST
-@staff_required
+@admin_required
 def vm_stop(request, pk: int):
-    vm = get_object_or_404(VirtualMachine, pk=pk)
+    vm = get_visible(request, VirtualMachine.objects.all(), Permit.OPERATE, pk=pk)
     try:
         stop_vm(vm, user=request.user)
     except OperationError as exc:
@@ -105,10 +114,10 @@ def vm_stop(request, pk: int):
 
 
 @require_POST
-@staff_required
+@admin_required
 def vm_restore_settings(request, pk: int):
     """Migrate a degraded VM to a host, chosen automatically, that fits its whole configuration."""
-    vm = get_object_or_404(VirtualMachine, pk=pk)
+    vm = get_visible(request, VirtualMachine.objects.all(), Permit.MIGRATE, pk=pk)
     try:
         job = restore_settings(vm, user=request.user)
     except OperationError as exc:

@@ -3,10 +3,10 @@ a pool's page."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from hpadmin.access.shortcuts import admin_required, get_visible
 from hpadmin.utilities.htmx import render_partial, wants_partial
 from hpadmin.vms.models import VirtualMachine
 from hpadmin.webadmin.affinity.viewmodels import memberships
@@ -14,9 +14,11 @@ from hpadmin.webadmin.vms.viewmodels import KINDS, configuration_sections, next_
 
 
 @require_safe
-@login_required
+@admin_required
 def vm_detail(request, pk: int):
-    vm = get_object_or_404(VirtualMachine.objects.select_related("cluster", "host", "template", "pool", "owner"), pk=pk)
+    vm = get_visible(
+        request, VirtualMachine.objects.select_related("cluster", "host", "template", "pool", "owner"), pk=pk
+    )
     if wants_partial(request):
         return render_partial(request, "hpadmin/htmx/vm_panels.html", vm_panels(vm))
     hosts = list(vm.placement_hosts.order_by("name"))
@@ -35,11 +37,11 @@ def vm_detail(request, pk: int):
 
 
 @require_safe
-@login_required
+@admin_required
 def config_detail(request, kind: str, pk: int):
     """A template's or a pool's page."""
     spec = KINDS[kind]
-    config = get_object_or_404(spec.model.objects.select_related("cluster"), pk=pk)
+    config = get_visible(request, spec.model.objects.select_related("cluster"), pk=pk)
     vms = config.vms.select_related("host").order_by("name")[:100]
     hosts = list(config.placement_hosts.order_by("name"))
     context = {

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.db.models import F, Prefetch, QuerySet
 from django.views.decorators.http import require_safe
 
+from hpadmin.access.shortcuts import access_of, admin_required, limit_choices
 from hpadmin.operations.models import MigrationJob
 from hpadmin.utilities.htmx import render_two_ways
 from hpadmin.utilities.lists import sorted_page
@@ -37,10 +37,11 @@ def vm_queryset() -> QuerySet:
 
 
 @require_safe
-@login_required
+@admin_required
 def vm_list(request):
-    form = VmFilterForm(request.GET)
-    context = {"form": form, **sorted_page(request, form.filter(vm_queryset()), VM_SORTS, "name")}
+    form = limit_choices(VmFilterForm(request.GET), request)
+    queryset = access_of(request).scope(vm_queryset())
+    context = {"form": form, **sorted_page(request, form.filter(queryset), VM_SORTS, "name")}
     return render_two_ways(request, "hpadmin/vm_list.html", "hpadmin/htmx/vm_table.html", context)
 
 
@@ -48,12 +49,12 @@ CONFIG_SORTS = {"name": "name", "cluster": "cluster__name", "type": "optimized_f
 
 
 @require_safe
-@login_required
+@admin_required
 def config_list(request, kind: str):
     """Templates or pools."""
     spec = KINDS[kind]
-    form = ConfigFilterForm(request.GET)
-    queryset = spec.model.objects.select_related("cluster")
+    form = limit_choices(ConfigFilterForm(request.GET), request)
+    queryset = access_of(request).scope(spec.model.objects.select_related("cluster"))
     if spec.model is Pool:
         queryset = queryset.select_related("template")
     context = {"form": form, "kind": spec, **sorted_page(request, form.filter(queryset), CONFIG_SORTS, "name")}

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 
+from hpadmin.access.shortcuts import admin_required, get_visible
 from hpadmin.operations import audit
 from hpadmin.utilities.htmx import client_redirect, render_two_ways
-from hpadmin.utilities.views import staff_required
 from hpadmin.vms.services import save_numa_nodes
 from hpadmin.webadmin.vms.forms.numa_editor import NumaPinningForm
 from hpadmin.webadmin.vms.viewmodels import KINDS, numa_editor
 
 
-@staff_required
+@admin_required
 def numa_pinning(request, kind: str, pk: int):
     """The NUMA pinning editor: vNUMA nodes onto host NUMA nodes on each placement host; saved atomically."""
     spec = KINDS[kind]
-    config = get_object_or_404(spec.model, pk=pk)
+    config = get_visible(request, spec.model.objects.all(), spec.edit_permit, pk=pk)
     config.apply_next_run()
     hosts = list(config.placement_hosts.prefetch_related("numa_nodes", "hugepage_pools", "cpus").order_by("name"))
     form = NumaPinningForm(config, hosts, request.POST or None)
