@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -14,9 +15,10 @@ from django.urls import reverse
 from hpadmin.access.models import Grant
 from hpadmin.access.roles import Role
 from hpadmin.operations.models import Event
-from hpadmin.vms.models import Quota
+from hpadmin.vms.models import Quota, VirtualMachine
 from tests.access.conftest import make_user
 from tests.factories import make_vm
+from tests.ui.test_vm_form import form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -239,3 +241,24 @@ def test_posts_without_a_csrf_token_are_refused(root, alice, a_vm):
     assert [client.post(url, data).status_code for url, data in posts] == [403, 403, 403]
     assert list(Grant.objects.filter(user=alice)) == [grant]
     assert not Quota.objects.exists()
+
+
+# -- the New VM dialog ---------------------------------------------------------------------------------------------
+
+
+def test_a_vm_made_in_the_dialog_belongs_to_its_maker_in_a_cluster_they_may_create_in(cadmin, a, b):
+    client = signed_in(cadmin)
+    offered = client.get(reverse("vm-new"), headers=HTMX).context["form"].fields["cluster"].queryset
+    assert list(offered) == [a]
+    refused = client.post(reverse("vm-new"), form_data(b, name="elsewhere"), headers=HTMX)
+    assert "Select a valid choice" in refused.text and not VirtualMachine.objects.filter(name="elsewhere").exists()
+    made = client.post(reverse("vm-new"), form_data(a, name="mine"), headers=HTMX)
+    assert "HX-Redirect" in made, made.context["form"].errors
+    assert VirtualMachine.objects.get(name="mine").owner == cadmin
+
+
+def test_the_dialog_refuses_a_vm_beyond_its_makers_quota(cadmin, a):
+    Quota.objects.create(user=cadmin, max_vms=5, max_vcpus=2, max_memory_mib=65536)
+    response = signed_in(cadmin).post(reverse("vm-new"), form_data(a, name="big", cores=4), headers=HTMX)
+    assert "Over cadmin's quota: cadmin's VMs would hold 4 vCPUs (the quota allows 2)." in html.unescape(response.text)
+    assert not VirtualMachine.objects.filter(name="big").exists()
