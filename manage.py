@@ -8,6 +8,9 @@ import sys
 def main():
     """Run administrative tasks."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hpadmin.settings")
+    # The command line of a checkout runs embedded (a local key in var/ when SECRET_KEY is unset); the served
+    # application (WSGI, ASGI) and the Celery processes still refuse to start in production without a key.
+    os.environ.setdefault("HPADMIN_EMBEDDED", "1")
     try:
         from django.core.management import execute_from_command_line
     except ImportError as exc:

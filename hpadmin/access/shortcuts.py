@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404
+from django.shortcuts import get_object_or_404
 
 from .policy import CLUSTER_PATH, Access
 from .roles import Permit
@@ -43,10 +44,7 @@ def require(request, permit: Permit, obj: Model | None = None) -> None:
 def get_visible(request, queryset: QuerySet, permit: Permit | None = None, **lookup) -> Model:
     """The object ``lookup`` finds among those the user may see (else 404); with ``permit``, 403 unless the user
     holds it on the object."""
-    try:
-        obj = access_of(request).scope(queryset).get(**lookup)
-    except queryset.model.DoesNotExist:
-        raise Http404(f"No {queryset.model._meta.verbose_name} matches the given query.") from None
+    obj = get_object_or_404(access_of(request).scope(queryset), **lookup)
     if permit is not None:
         require(request, permit, obj)
     return obj

@@ -153,3 +153,11 @@ def test_check_deploy_without_tls_names_what_is_missing(tmp_path):
     assert out.returncode != 0
     for check in ("security.W004", "security.W008", "security.W012", "security.W016"):  # HSTS, redirect, cookies
         assert check in out.stderr
+
+
+def test_the_served_application_refuses_without_a_key_while_manage_py_runs_embedded(tmp_path):
+    served = run([sys.executable, "-c", "import hpadmin.wsgi"], tmp_path, DEBUG="0")
+    assert served.returncode != 0 and "SECRET_KEY is not set" in served.stderr
+    command = run([sys.executable, "manage.py", "check"], tmp_path, DEBUG="0")
+    assert command.returncode == 0, command.stderr
+    assert (tmp_path / "secret-key").exists()

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import Http404
+from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
@@ -88,7 +89,9 @@ def grant_new(request):
 
 @admin_required
 def grant_remove(request, pk: int):
-    grant = _found(access_of(request).grants(Grant.objects.select_related("user", "group", "cluster", "vm")), pk)
+    grant = get_object_or_404(
+        access_of(request).grants(Grant.objects.select_related("user", "group", "cluster", "vm")), pk=pk
+    )
     if request.method == "POST":
         try:
             revoke(grant, access_of(request), request.user)
@@ -99,13 +102,6 @@ def grant_remove(request, pk: int):
         return client_redirect(request, _list_url(grant))
     context = {"grant": grant, "title": "Remove Permission", "url": request.path}
     return dialog(request, context, "hpadmin/htmx/grant_remove_dialog.html")
-
-
-def _found(queryset, pk: int):
-    try:
-        return queryset.get(pk=pk)
-    except queryset.model.DoesNotExist:
-        raise Http404("No such permission.") from None
 
 
 def _list_url(grant: Grant) -> str:
@@ -141,7 +137,7 @@ def quota_edit(request, pk: int):
     """Set a user's quota; only the system's administrators do."""
     if not access_of(request).can(Permit.MANAGE_SYSTEM):
         raise PermissionDenied("Only the system's administrators set quotas.")
-    user = _found(get_user_model().objects.all(), pk)
+    user = get_object_or_404(get_user_model(), pk=pk)
     quota = Quota.objects.filter(user=user).first() or Quota(user=user)
     form = QuotaForm(request.POST or None, instance=quota)
     if request.method == "POST" and form.is_valid():
