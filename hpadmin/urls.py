@@ -8,5 +8,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("portal/", include("hpadmin.portal.urls")),
+    path("ovirt-engine/", include("hpadmin.ovirt.urls")),
     path("", include("hpadmin.webadmin.urls")),
 ]

@@ -19,6 +19,17 @@ from .parsers import JSONParser
 from .serializers import ErrorSerializer
 
 
+def issue_token(user) -> Token:
+    """The user's token: the one they hold, or a new one once it expired. All their clients share it, so that
+    revoking it signs them all out."""
+    with transaction.atomic():
+        token, _ = Token.objects.get_or_create(user=user)
+        if is_expired(token):
+            token.delete()
+            token = Token.objects.create(user=user)
+    return token
+
+
 class TokenResponseSerializer(serializers.Serializer):
     token = serializers.CharField(help_text="Send it as `Authorization: Token <key>`.")
 
@@ -70,13 +81,7 @@ class TokenView(ObtainAuthToken):
                     headers={"Retry-After": str(minutes * 60)},
                 )
             raise exceptions.ValidationError(serializer.errors)
-        user = serializer.validated_data["user"]
-        with transaction.atomic():
-            token, _ = Token.objects.get_or_create(user=user)
-            if is_expired(token):
-                token.delete()
-                token = Token.objects.create(user=user)
-        return Response({"token": token.key})
+        return Response({"token": issue_token(serializer.validated_data["user"]).key})
 
     def delete(self, request, *args, **kwargs):
         Token.objects.filter(user=request.user).delete()
