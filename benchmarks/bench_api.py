@@ -55,7 +55,7 @@ def ovirt_urls(vm) -> list[tuple[str, str]]:
     return [
         ("oVirt: migration_target_of, 1,000 hosts", f"{api}/hosts?migration_target_of={vm.uuid}"),
         ("oVirt: VMs, max=50", f"{api}/vms?max=50"),
-        ("oVirt: VMs, search name=scale-vm-1*", f"{api}/vms?search=name%3Dscale-vm-1*"),
+        ("oVirt: VMs, search name=scale-vm0001*", f"{api}/vms?search=name%3Dscale-vm0001*"),
         ("oVirt: all VMs (XML)", f"{api}/vms"),
         ("oVirt: all hosts (XML)", f"{api}/hosts"),
         ("oVirt: VM, follow=host,numanodes", f"{api}/vms/{vm.uuid}?follow=host,numanodes"),

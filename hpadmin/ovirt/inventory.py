@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from django.db.models import QuerySet
 
 from hpadmin.access.roles import Permit
@@ -20,21 +22,6 @@ MIGRATION_POLICY_IDS = {
 }
 
 
-def cpu_set(cpus: list[int]) -> str:
-    """oVirt's CPU list text: "0-3,8"."""
-    parts, run = [], []
-    for cpu in sorted(cpus):
-        if run and cpu == run[-1] + 1:
-            run.append(cpu)
-            continue
-        if run:
-            parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [cpu]
-    if run:
-        parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ",".join(parts)
-
-
 class HostNumaNodes(Resource):
     """``/hosts/{id}/numanodes``: the host's NUMA nodes with their CPUs, memory and distances."""
 
@@ -47,15 +34,23 @@ class HostNumaNodes(Resource):
     def queryset(self) -> QuerySet:
         return HostNumaNode.objects.filter(host=self.parent).order_by("index")
 
+    @cached_property
+    def cpus(self) -> dict[int | None, list[int]]:
+        """The host's CPU ids by NUMA node, read once for all the nodes."""
+        by_node: dict[int | None, list[int]] = {}
+        for node, cpu in self.parent.cpus.order_by("cpu_id").values_list("numa_node", "cpu_id"):
+            by_node.setdefault(node, []).append(cpu)
+        return by_node
+
     def represent(self, node: HostNumaNode) -> dict:
-        cpus = [cpu.cpu_id for cpu in self.parent.cpus.all() if cpu.numa_node == node.index]
+        cpus = self.cpus.get(node.index, [])
         distances = node.distances or {}
         return {
             "href": self.href(node),
             "id": self.ovirt_id(node),
             "index": node.index,
             "memory": node.memory_mib,
-            "cpu": {"cores": {"core": [{"index": cpu} for cpu in sorted(cpus)]}},
+            "cpu": {"cores": {"core": [{"index": cpu} for cpu in cpus]}},
             "node_distance": " ".join(str(distances[key]) for key in sorted(distances, key=int)) or None,
             "host": ref_to("host", self.parent.pk),
         }
@@ -71,7 +66,7 @@ class Hosts(Resource):
     children = {"numanodes": HostNumaNodes}
 
     def queryset(self) -> QuerySet:
-        return super().queryset().prefetch_related("numa_nodes", "cpus")
+        return super().queryset().prefetch_related("numa_nodes")
 
     def listed(self, params) -> list:
         if "check_vms_in_affinity_closure" in params:

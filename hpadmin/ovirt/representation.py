@@ -11,10 +11,12 @@ Bodies sent to the API are read into the same shape; ``items()`` gives a list wh
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from xml.etree.ElementTree import Element, ParseError, SubElement, tostring
+from xml.etree.ElementTree import Element, ParseError
+from xml.sax.saxutils import escape, quoteattr
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
@@ -37,23 +39,39 @@ def text(value: Any) -> str:
     return str(value)
 
 
-def _fill(element: Element, body: dict) -> None:
+# Characters XML 1.0 cannot carry, even escaped: dropped rather than sent in a document no parser reads.
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _scalar(value: Any) -> str:
+    return _NOT_XML.sub("", text(value))
+
+
+def _write(out: list[str], tag: str, body: Any) -> None:
+    if not isinstance(body, dict):
+        out.append(f"<{tag}>{escape(_scalar(body))}</{tag}>")
+        return
+    attributes, children = [], []
     for key, value in body.items():
-        for item in value if isinstance(value, list) else [value]:
-            if item is None:
-                continue
-            if key in ATTRIBUTES and not isinstance(item, dict):
-                element.set(key, text(item))
-            elif isinstance(item, dict):
-                _fill(SubElement(element, key), item)
-            else:
-                SubElement(element, key).text = text(item)
+        if value is None:
+            continue
+        if key in ATTRIBUTES and not isinstance(value, dict | list):
+            attributes.append(f" {key}={quoteattr(_scalar(value))}")
+        else:
+            children.append((key, value))
+    out.append(f"<{tag}{''.join(attributes)}>")
+    for key, value in children:
+        for item in value if isinstance(value, list) else (value,):
+            if item is not None:
+                _write(out, key, item)
+    out.append(f"</{tag}>")
 
 
 def to_xml(document: Document) -> bytes:
-    root = Element(document.root)
-    _fill(root, document.body)
-    return tostring(root, encoding="utf-8", xml_declaration=True)
+    """The document as XML, written directly: a list of thousands of VMs is the answer oVirt's clients read most."""
+    out = ["<?xml version='1.0' encoding='UTF-8'?>\n"]
+    _write(out, document.root, document.body)
+    return "".join(out).encode()
 
 
 def _as_text(value: Any) -> Any:

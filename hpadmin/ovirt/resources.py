@@ -231,7 +231,11 @@ class Resource:
         return reference(self.href(obj), self.ovirt_id(obj))
 
     def listed(self, params) -> list:
-        return list(self.limit(self.searched(self.queryset(), params).order_by("pk"), params))
+        return list(self.limit(self.searched(self.list_queryset(), params).order_by("pk"), params))
+
+    def list_queryset(self) -> QuerySet:
+        """What a list reads: only what the representation needs of the objects' relations."""
+        return self.queryset()
 
     def searched(self, queryset: QuerySet, params) -> QuerySet:
         search = params.get("search")

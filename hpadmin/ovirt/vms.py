@@ -10,12 +10,13 @@ import copy
 import uuid
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from rest_framework import exceptions, status
 
 from hpadmin.access.roles import Permit
 from hpadmin.api.serializers import PoolSerializer, TemplateSerializer, VirtualMachineSerializer
 from hpadmin.api.serializers.base import MAX_INT
+from hpadmin.inventory.models import Host
 from hpadmin.operations.errors import OperationError
 from hpadmin.operations.services import cancel_migration, migrate_vms, start_vm, stop_vm
 from hpadmin.vms.models import (
@@ -133,9 +134,15 @@ class ConfigResource(Resource):
     add_permit = Permit.CREATE_VM
     change_permit = Permit.EDIT_VM
     attributes = CONFIG_ATTRIBUTES
+    unlisted: tuple[str, ...] = ()  # long columns the representation does not read
 
     def queryset(self) -> QuerySet:
         return super().queryset().prefetch_related("placement_hosts")
+
+    def list_queryset(self) -> QuerySet:
+        # A reference to a placement host needs its key only: a host's row holds its CPU flags and much else.
+        hosts = Prefetch("placement_hosts", queryset=Host.objects.only("pk"))
+        return super().queryset().prefetch_related(hosts).defer(*self.unlisted)
 
     def to_v1(self, body: Any, instance=None) -> dict:
         body = refuse_unknown(body, self.attributes, self.entity)
@@ -420,6 +427,7 @@ class Vms(ConfigResource):
     search_values = {"status": {ovirt: status for status, ovirt in VM_STATUS.items()}}
     serializer_class = VirtualMachineSerializer
     attributes = CONFIG_ATTRIBUTES | {"template"}
+    unlisted = ("cpu_flags_at_start", "drift", "suspended_settings")
     children = {"numanodes": VmNumaNodes}
     followable = frozenset({"host", "cluster", "template", "numanodes", "numa_nodes"})
     actions = {
