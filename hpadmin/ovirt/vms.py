@@ -90,6 +90,17 @@ def vcpu_pins(pinning: str) -> list[dict]:
     return pins
 
 
+def created_with(instance, attribute: str, found) -> dict:
+    """A reference fixed at creation (a cluster, a template): set on a new object; an update may repeat it (as
+    Ansible's modules send it every time) but not change it."""
+    if instance is None:
+        return {attribute: found.pk} if found is not None else {}
+    if found != getattr(instance, attribute):
+        noun = instance._meta.verbose_name
+        raise BadInput(attribute, f"a {noun} keeps the {attribute} it was created with.")
+    return {}
+
+
 def config_body(config: VmConfig) -> dict:
     """What VMs and templates share, in oVirt's terms."""
     nodes = config.vnuma()
@@ -151,17 +162,13 @@ class ConfigResource(Resource):
             if name in body:
                 data[name] = body[name]
         if "cluster" in body:
-            data["cluster"] = Clusters(self.context).find_referenced(body["cluster"], "cluster").pk
-            if instance is not None and data.pop("cluster") != instance.cluster_id:
-                raise BadInput("cluster", "a VM stays in the cluster it was created in.")
-        if "template" in body and instance is not None:
-            template = body["template"]
-            if Templates(self.context).find_or_blank(template, "template") != instance.template:
-                raise BadInput("template", "a VM keeps the template it was created from.")
-        elif "template" in body:
-            template = Templates(self.context).find_or_blank(body["template"], "template")
-            if template is not None:
-                data["template"] = template.pk
+            data.update(
+                created_with(instance, "cluster", Clusters(self.context).find_referenced(body["cluster"], "cluster"))
+            )
+        if "template" in body:
+            data.update(
+                created_with(instance, "template", Templates(self.context).find_or_blank(body["template"], "template"))
+            )
         if "type" in body:
             data["optimized_for"] = choice(body["type"], "type", {value: value for value in OptimizedFor.values})
         if "memory" in body:
@@ -316,15 +323,15 @@ class VmPools(Resource):
         if "size" in body:
             data["size"] = integer(body["size"], "size")
         if "cluster" in body:
-            data["cluster"] = Clusters(self.context).find_referenced(body["cluster"], "cluster").pk
-            if instance is not None and data.pop("cluster") != instance.cluster_id:
-                raise BadInput("cluster", "a VM stays in the cluster it was created in.")
-        if "template" in body and instance is not None:
-            template = body["template"]
-            if Templates(self.context).find_or_blank(template, "template") != instance.template:
-                raise BadInput("template", "a VM keeps the template it was created from.")
-        elif "template" in body:
-            data["template"] = Templates(self.context).find_referenced(body["template"], "template").pk
+            data.update(
+                created_with(instance, "cluster", Clusters(self.context).find_referenced(body["cluster"], "cluster"))
+            )
+        if "template" in body:
+            data.update(
+                created_with(
+                    instance, "template", Templates(self.context).find_referenced(body["template"], "template")
+                )
+            )
         return data
 
 

@@ -17,7 +17,16 @@ from hpadmin.access.roles import Role
 from hpadmin.affinity.models import AffinityGroup
 from hpadmin.operations.models import Event
 from hpadmin.vms.models import VirtualMachine
-from tests.factories import make_affinity_group, make_cluster, make_host, make_hp_vm, make_vm, start_hp_vm
+from tests.factories import (
+    make_affinity_group,
+    make_cluster,
+    make_host,
+    make_hp_vm,
+    make_pool,
+    make_template,
+    make_vm,
+    start_hp_vm,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -464,3 +473,16 @@ def test_next_run_shows_the_configuration_a_running_vm_will_start_with(root, wor
     assert root.put(f"/vms/{vm.uuid}", "<vm><memory>4294967296</memory></vm>").status_code == 200
     assert xml(root.get(f"/vms/{vm.uuid}")).findtext("memory") == str(2048 * 1024 * 1024)
     assert xml(root.get(f"/vms/{vm.uuid}", next_run="true")).findtext("memory") == str(4096 * 1024 * 1024)
+
+
+def test_a_pool_keeps_its_template_and_changes_its_size(root, world):
+    template = make_template(world["alpha"], name="base")
+    other = make_template(world["alpha"], name="other")
+    pool = make_pool(template, size=2, name="desk")
+    pool_id = xml(root.get("/vmpools", search="name=desk")).find("vm_pool").get("id")
+    r = root.put(f"/vmpools/{pool_id}", "<vm_pool><template><name>other</name></template></vm_pool>")
+    assert r.status_code == 400 and "keeps the template" in fault(r)
+    r = root.put(f"/vmpools/{pool_id}", "<vm_pool><template><name>base</name></template><size>5</size></vm_pool>")
+    assert r.status_code == 200 and xml(r).findtext("size") == "5"
+    pool.refresh_from_db()
+    assert (pool.template, pool.size) == (template, 5) and other.pools.count() == 0
