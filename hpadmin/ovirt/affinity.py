@@ -12,6 +12,7 @@ from rest_framework import status
 from hpadmin.access.roles import Permit
 from hpadmin.affinity.models import AffinityGroup, AffinityLabel, AffinityRule
 from hpadmin.api.serializers import AffinityGroupSerializer, AffinityLabelSerializer
+from hpadmin.api.views import MANAGED_GROUP
 from hpadmin.inventory.models import Host
 from hpadmin.operations.errors import OperationError
 from hpadmin.vms.models import VirtualMachine
@@ -19,8 +20,6 @@ from hpadmin.vms.models import VirtualMachine
 from .inventory import Hosts
 from .representation import items
 from .resources import BadInput, Resource, boolean, find_vm, ref_to, refuse_unknown, vm_ref, vm_referenced
-
-MANAGED = "Affinity group {name} is managed by hpadmin, which keeps it current for High Performance VMs."
 
 
 def rule_body(rule: str, enforcing: bool) -> dict:
@@ -47,13 +46,9 @@ class Members(Resource):
     """A member collection of a group or label (``vms``, ``hosts``): listing, adding one, removing one."""
 
     field: str
-    change_permit = Permit.MANAGE_CLUSTER
 
     def queryset(self) -> QuerySet:
         return self.context.access.scope(getattr(self.parent, self.field).all())
-
-    def listed(self, params) -> list:
-        return list(self.limit(self.searched(self.queryset(), params).order_by("pk"), params))
 
     def change(self, member, add: bool) -> None:
         self.owner.check_changeable(self.parent)
@@ -134,7 +129,7 @@ class AffinityGroups(Resource):
 
     def check_changeable(self, group: AffinityGroup) -> None:
         if group.managed:
-            raise OperationError(MANAGED.format(name=group.name), status=status.HTTP_409_CONFLICT)
+            raise OperationError(MANAGED_GROUP.format(name=group.name), status=status.HTTP_409_CONFLICT)
 
     def to_v1(self, body: Any, instance=None) -> dict:
         known = {"name", "description", "priority", "vms_rule", "hosts_rule", "enforcing", "positive", "vms", "hosts"}

@@ -101,6 +101,13 @@ def created_with(instance, attribute: str, found) -> dict:
     return {}
 
 
+def next_start_nodes(config: VmConfig) -> list[VNumaNode]:
+    """The vNUMA nodes as the VM will next start with them: a running VM's changes wait for its next start, and
+    edits of the nodes build on those."""
+    pending = getattr(config, "next_run", {})
+    return parse_numa_nodes(pending["numa_nodes"]) if "numa_nodes" in pending else config.vnuma()
+
+
 def config_body(config: VmConfig) -> dict:
     """What VMs and templates share, in oVirt's terms."""
     nodes = config.vnuma()
@@ -248,7 +255,7 @@ class ConfigResource(Resource):
     def tune_all(self, mode: Any, instance) -> list[dict]:
         """oVirt 4.3's VM-wide tune mode: it applies to the vNUMA nodes the VM has (4.4 sets it per node)."""
         mode = choice(mode, "numa_tune_mode", {value: value for value in TUNE_MODES})
-        nodes = [node.to_json() for node in instance.vnuma()] if instance is not None else []
+        nodes = [node.to_json() for node in next_start_nodes(instance)] if instance is not None else []
         if not nodes:
             raise BadInput("numa_tune_mode", "the VM has no vNUMA nodes: give the tune mode with each node.")
         return [{**node, "tune_mode": mode} for node in nodes]
@@ -351,8 +358,7 @@ class VmNumaNodes(Resource):
     serializer_class = VirtualMachineSerializer
 
     def queryset(self) -> list[VNumaNode]:
-        """The nodes as the VM will next start with them: a running VM's changes wait for its next start."""
-        return parse_numa_nodes(self.parent.next_run.get("numa_nodes", self.parent.numa_nodes))
+        return next_start_nodes(self.parent)
 
     def listed(self, params) -> list:
         if params.get("search"):

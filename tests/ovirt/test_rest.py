@@ -486,3 +486,11 @@ def test_a_pool_keeps_its_template_and_changes_its_size(root, world):
     assert r.status_code == 200 and xml(r).findtext("size") == "5"
     pool.refresh_from_db()
     assert (pool.template, pool.size) == (template, 5) and other.pools.count() == 0
+
+
+def test_a_vm_wide_tune_mode_on_a_running_vm_applies_to_the_nodes_it_will_start_with(root, world):
+    vm = start_hp_vm(world["alpha"], world["hosts"][1], world["hosts"], name="tuned", cpu_pinning_policy="none")
+    assert root.post(f"/vms/{vm.uuid}/numanodes", vnode(0, 1024, [0, 1], [0])).status_code == 201
+    assert root.put(f"/vms/{vm.uuid}", "<vm><numa_tune_mode>interleave</numa_tune_mode></vm>").status_code == 200
+    vm.refresh_from_db()
+    assert [(n["pinned_to"], n["tune_mode"]) for n in vm.next_run["numa_nodes"]] == [([0], "interleave")]
