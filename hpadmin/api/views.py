@@ -30,11 +30,12 @@ from hpadmin.operations.services import (
     cancel_migration,
     migrate_vms,
     migration_candidates,
+    remove_vm,
     restore_settings,
     start_vm,
     stop_vm,
 )
-from hpadmin.vms.models import Pool, Quota, Template, VirtualMachine, VmStatus
+from hpadmin.vms.models import Pool, Quota, Template, VirtualMachine
 
 from . import filters, serializers
 from .authentication import ExpiringTokenAuthentication
@@ -45,6 +46,16 @@ BAD_INPUT = OpenApiResponse(OpenApiTypes.OBJECT, description="Bad input: message
 CONFLICT = OpenApiResponse(serializers.ErrorSerializer, description="The object's state does not allow it.")
 REFUSED = OpenApiResponse(serializers.ErrorSerializer, description="Refused, with the reasons.")
 HYPERVISOR_FAILED = OpenApiResponse(serializers.ErrorSerializer, description="The hypervisor failed.")
+
+
+def save_where_permitted(serializer, request, permit: Permit | None):
+    """Save, and keep the result only if the user holds ``permit`` on the object as saved: a new object, or one
+    moved to another cluster, must land where the user may put it."""
+    with transaction.atomic():
+        obj = serializer.save()
+        if not access_of(request).can(permit, obj):
+            raise PermissionDenied(f"You may not put this {obj._meta.verbose_name} there.")
+    return obj
 
 
 class ApiViewMixin:
@@ -70,13 +81,7 @@ class ApiViewMixin:
         return self.action_permits.get(self.action) or default_permit(request)
 
     def saved(self, serializer):
-        """Save, and keep the result only if the user holds the permit on the object as saved: a new object, or
-        one moved to another cluster, must land where the user may put it."""
-        with transaction.atomic():
-            obj = serializer.save()
-            if not access_of(self.request).can(self.permit_for(self.request), obj):
-                raise PermissionDenied(f"You may not put this {obj._meta.verbose_name} there.")
-        return obj
+        return save_where_permitted(serializer, self.request, self.permit_for(self.request))
 
 
 class AuditedModelViewSet(ApiViewMixin, viewsets.ModelViewSet):
@@ -268,9 +273,7 @@ class VirtualMachineViewSet(AuditedModelViewSet):
         return vm
 
     def perform_destroy(self, instance: VirtualMachine) -> None:
-        if instance.status != VmStatus.DOWN:
-            raise OperationError(f"Cannot remove VM {instance.name}: stop it first.", status=status.HTTP_409_CONFLICT)
-        super().perform_destroy(instance)
+        remove_vm(instance, user=self.request.user)
 
     def vm_response(self, vm: VirtualMachine) -> Response:
         vm = self.get_queryset().get(pk=vm.pk)

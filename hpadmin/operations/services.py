@@ -153,6 +153,16 @@ def stop_vm(vm: VirtualMachine, user=None) -> VirtualMachine:
     return vm
 
 
+def remove_vm(vm: VirtualMachine, user=None) -> None:
+    """Remove a VM that is down; one that runs, or is being started, must be stopped first."""
+    with transaction.atomic():
+        vm = _locked(vm)
+        if vm.status != VmStatus.DOWN:
+            raise OperationError(f"Cannot remove VM {vm.name}: stop it first.", status=409)
+        vm.delete()
+        audit.record_removed(vm, user)
+
+
 def _cancel_and_wait(job: MigrationJob, user) -> None:
     try:
         cancel_migration(job, user)

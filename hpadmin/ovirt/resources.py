@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from django.db import transaction
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 from rest_framework import exceptions, serializers
@@ -23,6 +22,7 @@ from hpadmin.access.policy import Access
 from hpadmin.access.roles import Permit
 from hpadmin.access.shortcuts import access_of
 from hpadmin.api.serializers.base import MAX_INT
+from hpadmin.api.views import save_where_permitted
 from hpadmin.operations import audit
 from hpadmin.vms.models import VirtualMachine
 
@@ -293,11 +293,9 @@ class Resource:
         (an object added, or moved, only where the user may put it)."""
         serializer = self.serializer(instance, data=data, partial=instance is not None)
         serializer.is_valid(raise_exception=True)
-        with transaction.atomic():
-            before = audit.snapshot(instance) if instance is not None else None
-            obj = serializer.save()
-            self.require(permit or self.change_permit, obj)
-            audit.record_saved(obj, before, self.context.user)
+        before = audit.snapshot(instance) if instance is not None else None
+        obj = save_where_permitted(serializer, self.context.request, permit or self.change_permit)
+        audit.record_saved(obj, before, self.context.user)
         return obj
 
     def add(self, body: dict):

@@ -18,7 +18,7 @@ from hpadmin.api.serializers import PoolSerializer, TemplateSerializer, VirtualM
 from hpadmin.api.serializers.base import MAX_INT
 from hpadmin.inventory.models import Host
 from hpadmin.operations.errors import OperationError
-from hpadmin.operations.services import cancel_migration, migrate_vms, start_vm, stop_vm
+from hpadmin.operations.services import cancel_migration, migrate_vms, remove_vm, start_vm, stop_vm
 from hpadmin.vms.models import (
     CpuPinningPolicy,
     InheritableBool,
@@ -493,9 +493,7 @@ class Vms(ConfigResource):
 
     def remove(self, vm: VirtualMachine) -> None:
         self.require(self.change_permit, vm)
-        if vm.status != VmStatus.DOWN:
-            raise OperationError(f"Cannot remove VM {vm.name}: stop it first.", status=status.HTTP_409_CONFLICT)
-        super().remove(vm)
+        remove_vm(vm, user=self.context.user)
 
     def do_start(self, vm: VirtualMachine, body: dict) -> dict:
         refuse_unknown(body, {"async"}, "action")
