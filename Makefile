@@ -48,10 +48,12 @@ test: setup
 	$(VENV)/bin/lint-imports --no-cache
 	$(PYTEST) -q -p no:cacheprovider
 
-## Two real libvirt daemons on this machine and a live migration between them (needs root).
+## Real libvirt hosts: two daemons on this machine, then three first-level VMs with NUMA nodes (needs root;
+## docs/libvirt-testbed.md).
 test-libvirt: setup
 	scripts/system-packages libvirt
-	HPADMIN_LIBVIRT_TESTBED=1 $(PYTEST) -p no:cacheprovider -v -m libvirt tests/hypervisor/test_libvirt_testbed.py tests/operations/test_libvirt_engine.py
+	HPADMIN_LIBVIRT_TESTBED=1 $(PYTEST) -p no:cacheprovider -v -m libvirt tests/hypervisor/test_libvirt_testbed.py \
+		tests/operations/test_libvirt_engine.py tests/operations/test_libvirt_numa.py
 
 ## The admin's flow in Debian's Chromium, driven by Playwright; screenshots in artifacts/screenshots/.
 test-browser: setup
