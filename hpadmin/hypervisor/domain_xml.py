@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from dataclasses import replace
 
 from hpadmin.hypervisor.base import Console, DomainSpec
 from hpadmin.hypervisor.capabilities import format_cpuset
@@ -162,6 +163,19 @@ def _place(root: ET.Element, element: ET.Element, after: tuple[str, ...]) -> Non
         if child.tag in after:
             index = i + 1
     root.insert(index, element)
+
+
+def startable(spec: DomainSpec) -> DomainSpec:
+    """``spec`` as QEMU can start it (and receive it in a migration): when guest memory is bound to host nodes,
+    QEMU 7.2 preallocates each guest node from threads bound to that node's pCPUs, and under libvirt 9.0
+    (Debian 12) those threads are confined to the emulator's pCPUs, so QEMU fails to start ("Setting CPU
+    affinity failed") when the emulator is pinned away from a node that guest memory is bound to. QEMU then
+    starts with the emulator also allowed on the VM's own vCPU pCPUs (which lie on those nodes), or floating if
+    the vCPUs float, and the driver pins it to ``spec.emulator_cpus`` once QEMU runs."""
+    if not spec.emulator_cpus or not any(cell.host_nodes for cell in spec.numa_cells):
+        return spec
+    vcpu_cpus = {cpu for cpus in spec.vcpu_pins.values() for cpu in cpus}
+    return replace(spec, emulator_cpus=tuple(sorted(set(spec.emulator_cpus) | vcpu_cpus)) if vcpu_cpus else ())
 
 
 def rewrite_for_destination(xml: str, spec: DomainSpec) -> str:

@@ -8,6 +8,7 @@ accepted the TCP connection but does not answer for as long as the kernel keeps 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -31,8 +32,10 @@ from hpadmin.hypervisor.base import (
     PowerState,
 )
 from hpadmin.hypervisor.capabilities import guest_virt_type, parse_capabilities
-from hpadmin.hypervisor.domain_xml import build_domain_xml, parse_console, rewrite_for_destination
+from hpadmin.hypervisor.domain_xml import build_domain_xml, parse_console, rewrite_for_destination, startable
 from hpadmin.hypervisor.fencing import run_fence_command
+
+logger = logging.getLogger(__name__)
 
 # libvirt prints every error to stderr unless told otherwise; they are raised as exceptions anyway.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -291,15 +294,21 @@ class LibvirtDriver:
 
     def start(self, uri: str, spec: DomainSpec) -> None:
         conn = self._connect(uri)
+        boot = startable(spec)
         try:
             virt_type, arch = guest_virt_type(conn.getCapabilities())
-            dom = conn.defineXML(build_domain_xml(spec, virt_type=virt_type, arch=arch))
+            dom = conn.defineXML(build_domain_xml(boot, virt_type=virt_type, arch=arch))
         except libvirt.libvirtError as error:
             raise _translate(error, uri, spec.name) from error
         try:
             dom.create()
+            if boot != spec:
+                for running_or_next_start in (libvirt.VIR_DOMAIN_AFFECT_LIVE, libvirt.VIR_DOMAIN_AFFECT_CONFIG):
+                    _pin_emulator(dom, spec.emulator_cpus, running_or_next_start)
         except libvirt.libvirtError as error:
-            # A VM that could not start is not left behind half-defined.
+            # A VM that could not start (or not as pinned) is not left behind running or half-defined.
+            if dom.isActive():
+                dom.destroy()
             _undefine(dom)
             detail = error.get_error_message() or str(error)
             raise HypervisorError(f"Host {host_label(uri)} could not start VM {spec.name}: {detail}") from error
@@ -428,6 +437,8 @@ class LibvirtDriver:
         if isinstance(error, Exception):
             raise error
 
+        if startable(spec) != spec:
+            self._pin_migrated_emulator(dst_uri, dst_conn, spec)
         stats = _completed_stats(outcome.get("domain")) or last_stats
         result = MigrationResult(
             duration_s=duration,
@@ -448,10 +459,20 @@ class LibvirtDriver:
         return result
 
     @staticmethod
+    def _pin_migrated_emulator(dst_uri: str, dst_conn: libvirt.virConnect, spec: DomainSpec) -> None:
+        """Pin the emulator of a VM that arrived with it loose (see ``startable``). The VM runs on the destination
+        whatever happens here; a failure leaves the emulator on the VM's own pCPUs until the pinning is applied
+        again, and is logged."""
+        try:
+            _pin_emulator(dst_conn.lookupByName(spec.name), spec.emulator_cpus, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except libvirt.libvirtError as error:
+            logger.warning("VM %s on %s: emulator not pinned after the migration: %s", spec.name, dst_uri, error)
+
+    @staticmethod
     def _migration_params(dom: libvirt.virDomain, dst_uri: str, spec: DomainSpec, options: MigrationOptions) -> dict:
         params: dict[str, object] = {
             libvirt.VIR_MIGRATE_PARAM_DEST_XML: rewrite_for_destination(
-                dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), spec
+                dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), startable(spec)
             ),
         }
         if dom.isPersistent():
@@ -587,6 +608,11 @@ def _abort(dom: libvirt.virDomain) -> None:
         dom.abortJob()
     except libvirt.libvirtError:
         pass  # nothing (left) to abort
+
+
+def _pin_emulator(dom: libvirt.virDomain, cpus: tuple[int, ...], flags: int) -> None:
+    size = dom.connect().getCPUMap()[0]
+    dom.pinEmulator(tuple(cpu in cpus for cpu in range(size)), flags)
 
 
 def _undefine(dom: libvirt.virDomain) -> None:

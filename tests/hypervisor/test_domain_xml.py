@@ -10,7 +10,7 @@ import libvirt
 import pytest
 
 from hpadmin.hypervisor.base import DomainSpec, GuestNumaCell
-from hpadmin.hypervisor.domain_xml import build_domain_xml, rewrite_for_destination
+from hpadmin.hypervisor.domain_xml import build_domain_xml, rewrite_for_destination, startable
 
 TEST_URI = "test:///default"
 
@@ -93,6 +93,29 @@ def test_emulator_and_iothread_pins():
         ("1", "1,41"),
         ("2", "1,41"),
     ]
+
+
+def test_an_emulator_pinned_away_from_bound_memory_starts_on_the_vcpus_pcpus_too():
+    # QEMU preallocates guest node 1's memory from threads on host node 1, confined to the emulator's pCPUs.
+    spec = make_spec(vcpu_pins={0: (0,), 1: (1,), 2: (8,), 3: (9,)}, emulator_cpus=(2, 3), numa_cells=TWO_CELLS)
+    assert startable(spec) == dataclasses.replace(spec, emulator_cpus=(0, 1, 2, 3, 8, 9))
+    # vCPUs that float: so does the emulator until it is pinned.
+    floating = dataclasses.replace(spec, vcpu_pins={})
+    assert startable(floating) == dataclasses.replace(floating, emulator_cpus=())
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"emulator_cpus": (), "vcpu_pins": {0: (0,)}, "numa_cells": TWO_CELLS},
+        {"emulator_cpus": (2, 3), "vcpu_pins": {0: (0,)}},
+        {"emulator_cpus": (2, 3), "numa_cells": tuple(dataclasses.replace(c, host_nodes=()) for c in TWO_CELLS)},
+    ],
+    ids=["emulator-floats", "no-guest-numa", "memory-not-bound"],
+)
+def test_a_domain_starts_as_pinned_when_no_memory_is_bound_away_from_the_emulator(overrides):
+    spec = make_spec(**overrides)
+    assert startable(spec) is spec
 
 
 def test_iothreads_without_pinning():

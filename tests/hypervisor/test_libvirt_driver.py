@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import xml.etree.ElementTree as ET
 
 import libvirt
 import pytest
@@ -60,7 +61,11 @@ def test_start_reads_pinning_back_and_stop(driver, spec):
     assert driver.domain_state(TEST_URI, spec.name) == DomainState.RUNNING
     pinning = driver.applied_pinning(TEST_URI, spec.name)
     assert pinning["vcpus"] == {0: (0,), 1: (1,), 2: (4, 5), 3: (4, 5)}
+    # It started with the emulator on the vCPUs' pCPUs too (guest memory is bound to host nodes), then was pinned;
+    # the domain's configuration says so too.
     assert pinning["emulator"] == (7,)
+    config = libvirt.open(TEST_URI).lookupByName(spec.name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    assert ET.fromstring(config).find("cputune/emulatorpin").get("cpuset") == "7"
 
     driver.stop(TEST_URI, spec.name)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from hpadmin.hypervisor.capabilities import parse_cpuset
 from hpadmin.inventory.models import Host
 from hpadmin.inventory.services import add_host
 from hpadmin.operations.errors import OperationError
@@ -109,7 +110,12 @@ class Running:
     """What libvirt reports of a running domain."""
 
     pins: dict[int, tuple[int, ...]]  # vCPU -> host CPUs
+    emulator: tuple[int, ...]  # host CPUs of the emulator threads
     memnodes: dict[int, tuple[str, str]]  # guest node -> (mode, host nodeset)
+
+
+def cpus_of(mask) -> tuple[int, ...]:
+    return tuple(i for i, on in enumerate(mask) if on)
 
 
 def running(uri: str, name: str) -> Running:
@@ -117,13 +123,13 @@ def running(uri: str, name: str) -> Running:
     try:
         dom = conn.lookupByName(name)
         assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
-        pins = {vcpu: tuple(i for i, on in enumerate(mask) if on) for vcpu, mask in enumerate(dom.vcpuPinInfo(0))}
+        pins = {vcpu: cpus_of(mask) for vcpu, mask in enumerate(dom.vcpuPinInfo(0))}
         numatune = ET.fromstring(dom.XMLDesc(0)).find("numatune")
         memnodes = {
             int(node.get("cellid")): (node.get("mode"), node.get("nodeset"))
             for node in (numatune.findall("memnode") if numatune is not None else [])
         }
-        return Running(pins, memnodes)
+        return Running(pins, cpus_of(dom.emulatorPinInfo(0)), memnodes)
     finally:
         conn.close()
 
@@ -136,20 +142,32 @@ def placement(allocation: Allocation) -> tuple:
     return allocation.pk, allocation.host_id, allocation.cpu_pinning, allocation.numa_mapping, allocation.hugepages
 
 
+def every_cpu(allocation: Allocation) -> tuple[int, ...]:
+    return tuple(sorted(allocation.host.cpus.values_list("cpu_id", flat=True)))
+
+
 def pins_of(allocation: Allocation) -> dict[int, tuple[int, ...]]:
     """The host CPUs of each vCPU: as pinned, or all of the host's when the VM's vCPUs float."""
     if allocation.cpu_pinning:
         return {int(vcpu): tuple(cpus) for vcpu, cpus in allocation.cpu_pinning.items()}
-    every = tuple(sorted(allocation.host.cpus.values_list("cpu_id", flat=True)))
-    return dict.fromkeys(range(allocation.vcpus), every)
+    return dict.fromkeys(range(allocation.vcpus), every_cpu(allocation))
+
+
+def emulator_of(allocation: Allocation) -> tuple[int, ...]:
+    return tuple(allocation.emulator_cpus) or every_cpu(allocation)
 
 
 def assert_runs_as_recorded(uri: str, vm: VirtualMachine, allocation: Allocation) -> None:
-    """libvirt's pins and memory nodes, and where the kernel put each guest node's pages, are the allocation's."""
+    """libvirt's pins and memory nodes, the affinity of QEMU's main (emulator) thread and where the kernel put
+    each guest node's pages are the allocation's."""
     mapping = {int(vnode): node for vnode, node in allocation.numa_mapping.items()}
-    actual = running(uri, vm.name)
-    assert actual.pins == pins_of(allocation)
-    assert actual.memnodes == {vnode: ("strict", str(node)) for vnode, node in mapping.items()}
+    emulator = emulator_of(allocation)
+    assert running(uri, vm.name) == Running(
+        pins_of(allocation), emulator, memnodes={vnode: ("strict", str(node)) for vnode, node in mapping.items()}
+    )
+    pid = int(kernel_file(uri, f"/run/libvirt/qemu/{vm.name}.pid"))
+    status = dict(line.split(":\t", 1) for line in kernel_file(uri, f"/proc/{pid}/status").splitlines())
+    assert parse_cpuset(status["Cpus_allowed_list"].strip()) == emulator
     pages = {vnode: 64 * 1024 // PAGE_KIB for vnode in mapping}  # every guest node holds 64 MiB
     assert guest_ram(uri, vm.name) == {vnode: (f"bind:{node}", {node: pages[vnode]}) for vnode, node in mapping.items()}
 
@@ -166,7 +184,8 @@ def two_node_vm(cluster, hosts, pins=({}, {}), **values) -> VirtualMachine:
         cluster,
         hosts,
         name=f"hp-numa-{uuid.uuid4().hex[:6]}",
-        optimized_for="server",  # TCG runs QEMU's default CPU model, not the host's (high performance's)
+        optimized_for="high_performance",
+        cpu_passthrough=False,  # TCG runs QEMU's own CPU models only
         sockets=2,
         cores=1,
         memory_mib=128,
@@ -281,7 +300,7 @@ def test_numa_pinning_is_suspended_on_a_one_node_host_and_restored_on_the_way_ba
     vm.refresh_from_db()
     assert vm.host == host_c and "numa_pinning" in [item["setting"] for item in vm.suspended_settings]
     on_c = recorded(vm)
-    assert running(numa_testbed.c, vm.name) == Running(pins_of(on_c), memnodes={})
+    assert running(numa_testbed.c, vm.name) == Running(pins_of(on_c), emulator_of(on_c), memnodes={})
     # Still in 2 MiB pages (only NUMA pinning is suspended), on the one node there is, bound to none.
     ram = guest_ram(numa_testbed.c, vm.name)
     assert {vnode: pages for vnode, (_, pages) in ram.items()} == {0: {0: 32}, 1: {0: 32}}
