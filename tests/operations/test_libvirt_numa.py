@@ -16,6 +16,7 @@ import dataclasses
 import os
 import re
 import subprocess
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -59,8 +60,14 @@ class NumaHosts:
     c: str  # one node
 
 
+def virtme_files() -> set[Path]:
+    """virtme-ng's temporary files (one per VM while it runs)."""
+    return set(Path(tempfile.gettempdir()).glob("virtme_*"))
+
+
 @pytest.fixture(scope="module")
 def numa_testbed(request):
+    before = virtme_files()
     started = time.monotonic()
     try:
         subprocess.run([TESTBED, "start"], check=True, timeout=600)
@@ -82,6 +89,7 @@ def numa_testbed(request):
     assert not left, f"first-level VMs left running: {left.split()}"
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     assert "hpnuma" not in links, "the testbed's bridge or taps were left behind"
+    assert virtme_files() <= before, "virtme-ng's temporary files were left behind"
 
 
 def kernel_file(uri: str, path: str) -> str:
