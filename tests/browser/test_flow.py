@@ -322,6 +322,8 @@ def test_the_first_ok_click_after_typing_a_pinning_saves(page, inventory):
 
     page.goto("/vms/")
     page.click("text=New VM")
+    # Keys typed while the dialog still fades in go where Bootstrap moves the focus once it is shown.
+    dialog_open(page, "#vm-form")
     dialog.locator("#id_name").press_sequentially("typed-new")
     with refresh_after(page, "cluster"):
         dialog.locator("#id_cluster").select_option(str(cluster.pk))
