@@ -461,8 +461,8 @@ class LibvirtDriver:
     @staticmethod
     def _pin_migrated_emulator(dst_uri: str, dst_conn: libvirt.virConnect, spec: DomainSpec) -> None:
         """Pin the emulator of a VM that arrived with it loose (see ``startable``). The VM runs on the destination
-        whatever happens here; a failure leaves the emulator on the VM's own pCPUs until the pinning is applied
-        again, and is logged."""
+        whatever happens here: a failure is logged, and leaves the emulator on the VM's own pCPUs until its next
+        start or migration."""
         try:
             _pin_emulator(dst_conn.lookupByName(spec.name), spec.emulator_cpus, libvirt.VIR_DOMAIN_AFFECT_LIVE)
         except libvirt.libvirtError as error:
