@@ -369,7 +369,9 @@ class LibvirtDriver:
         dom = self._domain(src_uri, name)
         dst_conn = self._connect(dst_uri, role="Destination host")
         try:
-            params = self._migration_params(dom, dst_uri, spec, options)
+            # The VM arrives as it can start there, and is pinned as scheduled once it runs (see ``startable``).
+            arrival = startable(spec)
+            params = self._migration_params(dom, dst_uri, spec, arrival, options)
             if options.max_downtime_ms is not None:
                 dom.migrateSetMaxDowntime(options.max_downtime_ms, 0)
         except libvirt.libvirtError as error:
@@ -437,7 +439,7 @@ class LibvirtDriver:
         if isinstance(error, Exception):
             raise error
 
-        if startable(spec) != spec:
+        if arrival != spec:
             self._pin_migrated_emulator(dst_uri, dst_conn, spec)
         stats = _completed_stats(outcome.get("domain")) or last_stats
         result = MigrationResult(
@@ -469,10 +471,12 @@ class LibvirtDriver:
             logger.warning("VM %s on %s: emulator not pinned after the migration: %s", spec.name, dst_uri, error)
 
     @staticmethod
-    def _migration_params(dom: libvirt.virDomain, dst_uri: str, spec: DomainSpec, options: MigrationOptions) -> dict:
+    def _migration_params(
+        dom: libvirt.virDomain, dst_uri: str, spec: DomainSpec, arrival: DomainSpec, options: MigrationOptions
+    ) -> dict:
         params: dict[str, object] = {
             libvirt.VIR_MIGRATE_PARAM_DEST_XML: rewrite_for_destination(
-                dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), startable(spec)
+                dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), arrival
             ),
         }
         if dom.isPersistent():

@@ -99,10 +99,14 @@ def kernel_file(uri: str, path: str) -> str:
         return answer.read().decode()
 
 
+def qemu_pid(uri: str, name: str) -> int:
+    return int(kernel_file(uri, f"/run/libvirt/qemu/{name}.pid"))
+
+
 def guest_ram(uri: str, name: str) -> dict[int, tuple[str, dict[int, int]]]:
     """Per guest NUMA node: the memory policy of its RAM and the 2 MiB pages it holds on each host node, from
     ``/proc/<pid>/numa_maps`` of the QEMU process (libvirt backs guest node N with ``ram-nodeN``)."""
-    pid = int(kernel_file(uri, f"/run/libvirt/qemu/{name}.pid"))
+    pid = qemu_pid(uri, name)
     ram: dict[int, tuple[str, dict[int, int]]] = {}
     for line in kernel_file(uri, f"/proc/{pid}/numa_maps").splitlines():
         backing = re.search(r"qemu_back_mem\.ram-node(\d+)\.", line)
@@ -173,7 +177,7 @@ def assert_runs_as_recorded(uri: str, vm: VirtualMachine, allocation: Allocation
     assert running(uri, vm.name) == Running(
         pins_of(allocation), emulator, memnodes={vnode: ("strict", str(node)) for vnode, node in mapping.items()}
     )
-    pid = int(kernel_file(uri, f"/run/libvirt/qemu/{vm.name}.pid"))
+    pid = qemu_pid(uri, vm.name)
     status = dict(line.split(":\t", 1) for line in kernel_file(uri, f"/proc/{pid}/status").splitlines())
     assert parse_cpuset(status["Cpus_allowed_list"].strip()) == emulator
     pages = {vnode: 64 * 1024 // PAGE_KIB for vnode in mapping}  # every guest node holds 64 MiB
